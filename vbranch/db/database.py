@@ -1,0 +1,80 @@
+"""The database adapter: async engine, sessions and Alembic migrations.
+
+Users give a plain URL (sqlite:///..., postgresql://... or postgresql+psycopg://...);
+the async driver (aiosqlite, psycopg) is chosen here, the sync one for Alembic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def driver_urls(url: str) -> tuple[str, str]:
+    """(async URL, sync URL) for a user-given database URL."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        return (u.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False),
+                u.set(drivername="sqlite").render_as_string(hide_password=False))
+    if backend == "postgresql":
+        pg = u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return pg, pg
+    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.async_url, self.sync_url = driver_urls(url)
+        if self.async_url.startswith("sqlite"):
+            path = make_url(self.sync_url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(self.async_url, pool_pre_ping=True)
+        if self.async_url.startswith("sqlite"):
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as s:
+            yield s
+
+    async def migrate(self) -> None:
+        await asyncio.to_thread(upgrade, self.sync_url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(sync_url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", sync_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(sync_url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(sync_url), revision)

@@ -1,0 +1,1 @@
+"""The functional core: no I/O, time comes from the caller."""

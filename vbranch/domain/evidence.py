@@ -1,0 +1,31 @@
+"""Evidence hashing: canonical JSON and hash chains (pure, no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def canonical_json(value: Any) -> bytes:
+    """One byte string per value: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
+    """SHA-256 over the previous link and the canonical record."""
+    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical_json(dict(record))).hexdigest()
+
+
+def verify_chain(links: Iterable[tuple[Mapping[str, Any], str, str]]) -> list[int]:
+    """Given (record, prev_hash, hash) in order, return the indexes of broken links."""
+    broken: list[int] = []
+    expected_prev = GENESIS
+    for i, (record, prev_hash, digest) in enumerate(links):
+        if prev_hash != expected_prev or chain_hash(prev_hash, record) != digest:
+            broken.append(i)
+        expected_prev = digest
+    return broken
