@@ -1,0 +1,120 @@
+"""The WebSocket endpoint /ws: authentication, framing limits, rate limit, typed errors.
+
+It knows nothing of queues or calls: parsed messages go to the handler (the
+Coordinator), whose ProtocolErrors come back to the client as typed errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from signaling.protocol import ALLOWED, ProtocolError, error_message, parse_client_message
+from signaling.ratelimit import TokenBucket
+from signaling.registry import Connection
+from vbranch.auth import AuthError
+from vbranch.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # abusive client, bad credentials
+CLOSE_TOO_BIG = 1009
+
+
+class Handler(Protocol):
+    async def authenticate(self, token: str) -> tuple[str, Any]: ...
+    async def handle(self, conn: Connection, message: Any) -> None: ...
+    async def disconnected(self, conn: Connection) -> None: ...
+
+
+class StarletteTransport:
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            await self.ws.send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(code, reason)
+            except RuntimeError:
+                pass
+
+
+async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
+    settings = rt.settings
+    await ws.accept()
+    transport = StarletteTransport(ws)
+    try:
+        role, identity = await handler.authenticate(ws.query_params.get("token", ""))
+    except AuthError as exc:
+        await transport.send_json(error_message(exc.code, exc.message))
+        await transport.close(CLOSE_POLICY, exc.code)
+        return
+    conn = Connection(transport=transport, role=role, identity=identity)
+    bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst, rt.clock)
+    strikes = 0  # errors since the last good message; too many means an abusive client
+    rt.metrics.ws_connections.labels(role).inc()
+    try:
+        while True:
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            text = frame.get("text")
+            if text is None:
+                data = frame.get("bytes") or b""
+                if len(data) > settings.ws_max_frame_bytes:
+                    await transport.close(CLOSE_TOO_BIG, "frame too large")
+                    break
+                error = ProtocolError("invalid_message", "send JSON text frames, not binary")
+            elif len(text.encode()) > settings.ws_max_frame_bytes:
+                await transport.send_json(error_message(
+                    "frame_too_large", f"frames are limited to {settings.ws_max_frame_bytes} bytes"))
+                await transport.close(CLOSE_TOO_BIG, "frame too large")
+                break
+            elif not bucket.allow():
+                error = ProtocolError("rate_limited", f"slow down: at most {settings.ws_rate_per_s:g} messages/s")
+            else:
+                error = await _dispatch(conn, text, handler, rt)
+            if error is None:
+                strikes = 0
+                continue
+            strikes += 1
+            rt.metrics.ws_errors.labels(error.code).inc()
+            await conn.send(error_message(error.code, error.message, error.ref, error.details))
+            if strikes >= settings.ws_abuse_errors:
+                await transport.close(CLOSE_POLICY, "too many bad messages")
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        rt.metrics.ws_connections.labels(role).dec()
+        await handler.disconnected(conn)
+
+
+async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime) -> ProtocolError | None:
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return ProtocolError("invalid_json", "the frame is not valid JSON")
+    try:
+        message = parse_client_message(raw)
+        rt.metrics.ws_messages.labels(message.type).inc()
+        if message.type not in ALLOWED.get(conn.role, frozenset()):
+            raise ProtocolError("forbidden", f"a {conn.role} may not send {message.type}", message.id)
+        if conn.party is None and message.type not in ("hello", "ping"):
+            raise ProtocolError("hello_required", "send hello first", message.id)
+        await handler.handle(conn, message)
+    except ProtocolError as exc:
+        return exc
+    except Exception:
+        log.exception("handler failed for %s", type(raw).__name__)
+        ref = raw.get("id") if isinstance(raw, dict) else None
+        return ProtocolError("internal_error", "the server could not process this message", ref)
+    return None

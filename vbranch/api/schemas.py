@@ -1,0 +1,187 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vbranch.clock import utc
+from vbranch.db.models import CustomerSession, Service, TimelineEvent
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+Proficiency = Annotated[int, Field(ge=1, le=5)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(_In):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class LoginOut(BaseModel):
+    token: str
+    role: str
+    expires_at: str
+    account_id: int
+    display_name: str
+
+
+class CustomerIn(_In):
+    ref: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SessionCreateIn(_In):
+    service: Code
+    channel: Literal["miniprogram", "app", "h5", "web"]
+    customer: CustomerIn
+    priority: Annotated[int, Field(ge=0, le=9)] = 0
+    reference_photo: str | None = Field(None, description="base64 JPEG or PNG (a data: URL is accepted)")
+
+
+class SessionCreateOut(BaseModel):
+    session_id: str
+    join_token: str
+    join_url: str
+    expires_at: str
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    service: str
+    channel: str
+    customer: dict[str, str]
+    priority: int
+    state: str
+    created_at: str
+    offered_at: str | None
+    connected_at: str | None
+    ended_at: str | None
+    agent_id: int | None
+    end_reason: str | None
+    disposition: str | None
+    notes: str | None
+    consent: dict[str, Any]
+    legal_hold: bool
+
+    @classmethod
+    def of(cls, s: CustomerSession) -> "SessionOut":
+        iso = lambda t: utc(t).isoformat() if t is not None else None  # noqa: E731
+        return cls(session_id=s.id, service=s.service_code, channel=s.channel,
+                   customer={"ref": s.customer_ref, "name": s.customer_name}, priority=s.priority, state=s.state,
+                   created_at=iso(s.created_at), offered_at=iso(s.offered_at), connected_at=iso(s.connected_at),
+                   ended_at=iso(s.ended_at), agent_id=s.agent_id, end_reason=s.end_reason,
+                   disposition=s.disposition, notes=s.notes, consent=s.consent, legal_hold=s.legal_hold)
+
+
+class SessionPage(BaseModel):
+    items: list[SessionOut]
+    total: int
+
+
+class TimelineEventOut(BaseModel):
+    seq: int
+    at: str
+    kind: str
+    actor: str
+    data: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def of(cls, e: TimelineEvent) -> "TimelineEventOut":
+        return cls(seq=e.seq, at=utc(e.at).isoformat(), kind=e.kind, actor=e.actor, data=e.data, hash=e.hash)
+
+
+class ChecklistStep(_In):
+    code: Code
+    name_zh: Annotated[str, Field(min_length=1, max_length=256)]
+    name_en: Annotated[str, Field(min_length=1, max_length=256)]
+    mandatory: bool = True
+
+
+class BusinessHours(_In):
+    timezone: str = "Asia/Shanghai"
+    days: list[Annotated[int, Field(ge=0, le=6)]] = [0, 1, 2, 3, 4]
+    open: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "09:00"
+    close: Annotated[str, Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")] = "17:00"
+
+
+class EscalationRing(_In):
+    after_s: Annotated[int, Field(ge=0)]
+    min_proficiency: Proficiency
+
+
+class ServiceIn(_In):
+    code: Code
+    name_zh: Annotated[str, Field(min_length=1, max_length=128)]
+    name_en: Annotated[str, Field(min_length=1, max_length=128)]
+    required_skills: dict[Code, Proficiency]
+    checklist: list[ChecklistStep] = []
+    business_hours: BusinessHours | None = None
+    escalation: list[EscalationRing] = []
+    retention_days: Annotated[int, Field(ge=1, le=36500)] = 3650
+    active: bool = True
+
+
+class ServiceOut(BaseModel):
+    code: str
+    name: str
+    name_zh: str
+    name_en: str
+    required_skills: dict[str, int]
+    checklist: list[dict[str, Any]]
+    business_hours: dict[str, Any]
+    escalation: list[dict[str, Any]]
+    retention_days: int
+    active: bool
+
+    @classmethod
+    def of(cls, s: Service, lang: str = "zh-CN") -> "ServiceOut":
+        return cls(code=s.code, name=s.name_en if lang.startswith("en") else s.name_zh, name_zh=s.name_zh,
+                   name_en=s.name_en, required_skills=s.required_skills, checklist=s.checklist,
+                   business_hours=s.business_hours, escalation=s.escalation, retention_days=s.retention_days,
+                   active=s.active)
+
+
+class SkillIn(_In):
+    code: Code
+    name_zh: Annotated[str, Field(min_length=1, max_length=128)]
+    name_en: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class AgentIn(_In):
+    username: Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    password: Annotated[str, Field(min_length=8, max_length=256)]
+    display_name: Annotated[str, Field(min_length=1, max_length=128)]
+    role: Literal["agent", "supervisor", "reviewer", "admin"] = "agent"
+    skills: dict[Code, Proficiency] = {}
+
+
+class AgentPatch(_In):
+    password: Annotated[str, Field(min_length=8, max_length=256)] | None = None
+    display_name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    active: bool | None = None
+    skills: dict[Code, Proficiency] | None = None
+
+
+class AgentOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    active: bool
+    skills: dict[str, int]
+
+
+class ApiKeyIn(_In):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    key: str = Field(description="shown once; only its hash is stored")

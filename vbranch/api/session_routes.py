@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+
+from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, is_valid_api_key, require_roles
+from vbranch.api.errors import ApiError
+from vbranch.api.schemas import SessionCreateIn, SessionCreateOut, SessionOut, SessionPage, TimelineEventOut
+from vbranch.auth import StaffClaims
+from vbranch.clock import utc
+from vbranch.db.models import CustomerSession
+from vbranch.db.repositories import Audit, Sessions, Timeline
+from vbranch.domain.roles import Role
+from vbranch.sessions import SessionService
+
+router = APIRouter(prefix="/api/v1", tags=["sessions"])
+
+
+@router.post("/sessions", response_model=SessionCreateOut, status_code=201)
+async def create_session(body: SessionCreateIn, request: Request, rt: RuntimeDep, db: DbDep,
+                         x_api_key: Annotated[str | None, Header()] = None) -> SessionCreateOut:
+    if await is_valid_api_key(rt, db, x_api_key):
+        actor = "bank-backend"
+    elif rt.settings.demo and x_api_key is None:
+        actor = "demo-page"  # the demo customer page creates its own sessions
+    else:
+        raise ApiError(401, "invalid_api_key", "a valid X-Api-Key header is required")
+    sess, token = await SessionService(rt).create(
+        service=body.service, channel=body.channel, customer_ref=body.customer.ref,
+        customer_name=body.customer.name, priority=body.priority, reference_photo=body.reference_photo,
+        created_by=actor)
+    await request.app.state.coordinator.session_created(sess)
+    claims = rt.tokens.decode_join(token)
+    return SessionCreateOut(session_id=sess.id, join_token=token,
+                            join_url=f"{rt.settings.public_base_url}/customer/#token={token}",
+                            expires_at=utc(claims.expires_at).isoformat())
+
+
+def may_see(staff: StaffClaims, sess: CustomerSession) -> bool:
+    """Agents see only sessions they handled; other staff roles see all."""
+    return staff.role != Role.AGENT or sess.agent_id == staff.account_id
+
+
+async def _visible_session(session_id: str, staff: StaffClaims, db) -> CustomerSession:
+    sess = await Sessions(db).get(session_id)
+    # one answer for "absent" and "not yours", so ids cannot be probed
+    if sess is None or not may_see(staff, sess):
+        raise ApiError(404, "not_found", "no such session")
+    return sess
+
+
+@router.get("/sessions", response_model=SessionPage)
+async def list_sessions(staff: StaffDep, db: DbDep, service: str | None = None, state: str | None = None,
+                        since: float | None = None, until: float | None = None,
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                        offset: Annotated[int, Query(ge=0)] = 0) -> SessionPage:
+    agent_id = staff.account_id if staff.role == Role.AGENT else None
+    items, total = await Sessions(db).search(service=service, state=state, agent_id=agent_id, since=since,
+                                             until=until, limit=limit, offset=offset)
+    return SessionPage(items=[SessionOut.of(s) for s in items], total=total)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut)
+async def get_session(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> SessionOut:
+    sess = await _visible_session(session_id, staff, db)
+    await Audit(db).append(rt.clock.now(), staff.username, "session.view", sess.id)
+    return SessionOut.of(sess)
+
+
+@router.get("/sessions/{session_id}/timeline", response_model=list[TimelineEventOut])
+async def get_timeline(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> list[TimelineEventOut]:
+    sess = await _visible_session(session_id, staff, db)
+    await Audit(db).append(rt.clock.now(), staff.username, "timeline.view", sess.id)
+    return [TimelineEventOut.of(e) for e in await Timeline(db).list(sess.id)]
+
+
+@router.get("/queue/stats", dependencies=[require_roles(Role.SUPERVISOR, Role.ADMIN)])
+async def queue_stats(request: Request) -> dict:
+    return await request.app.state.coordinator.queue_stats()

@@ -1,0 +1,63 @@
+"""The app factory: FastAPI with the REST API, the WebSocket endpoint and the browser apps."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.staticfiles import StaticFiles
+
+from signaling.endpoint import serve_websocket
+from vbranch import __version__
+from vbranch.api import admin_routes, auth_routes, catalog_routes, ops_routes, session_routes
+from vbranch.api.errors import install_error_handlers
+from vbranch.clock import Clock
+from vbranch.config import Settings
+from vbranch.coordinator import Coordinator
+from vbranch.demo import seed_demo
+from vbranch.runtime import Runtime
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "agent_console" / "static"
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    rt = Runtime.build(settings, clock)
+    coordinator = Coordinator(rt)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await rt.db.migrate()
+        if settings.demo:
+            app.state.demo = await seed_demo(rt)
+        await coordinator.start()
+        try:
+            yield
+        finally:
+            await coordinator.stop()
+            await rt.db.close()
+
+    app = FastAPI(title="vbranch", version=__version__, lifespan=lifespan,
+                  description="Open virtual bank branch: REST API v1. The WebSocket protocol is in docs/protocol.md.")
+    app.state.runtime = rt
+    app.state.coordinator = coordinator
+    app.state.demo = None
+    install_error_handlers(app)
+    for module in (auth_routes, catalog_routes, session_routes, admin_routes, ops_routes):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        rt.metrics.http_requests.labels(request.method, getattr(route, "path", "unmatched"),
+                                        str(response.status_code)).inc()
+        return response
+
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        await serve_websocket(ws, rt, coordinator)
+
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

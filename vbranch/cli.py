@@ -1,0 +1,133 @@
+"""The `vbranch` command line: serve, migrate, create-account."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+
+from vbranch.config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None)))
+                 if v is not None}
+    if getattr(args, "demo", False):
+        overrides["demo"] = True
+    return load_settings(**overrides)
+
+
+def _banner(settings: Settings, app) -> str:
+    base = settings.public_base_url
+    lines = [f"vbranch serving on http://{settings.host}:{settings.port}",
+             f"  data folder     {settings.data_dir.resolve()}",
+             f"  database        {settings.resolved_database_url}",
+             f"  API docs        {base}/docs"]
+    demo = app.state.demo
+    if demo is not None:
+        lines += ["", "Demo mode: sample services and accounts (password 'demo'); do not use in production.",
+                  f"  customer page   {base}/customer/   (creates a demo session; a bank's join_url opens it too)",
+                  f"  agent console   {base}/agent        accounts: agent1, agent2, agent3",
+                  f"  wallboard       {base}/wallboard    account: supervisor",
+                  f"  reviewer        {base}/review       account: reviewer",
+                  f"  admin API       {base}/docs         account: admin",
+                  f"  bank API key    {demo.api_key}",
+                  f"  create a session: curl -X POST {base}/api/v1/sessions -H 'X-Api-Key: {demo.api_key}' "
+                  "-H 'Content-Type: application/json' "
+                  "-d '{\"service\":\"loan_prescreen\",\"channel\":\"h5\",\"customer\":{\"ref\":\"C1\",\"name\":\"Li Lei\"}}'"]
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vbranch.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app = create_app(settings)
+
+    class BannerServer(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                print(_banner(settings, app), flush=True)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=settings.heartbeat_interval_s,
+                            ws_ping_timeout=settings.heartbeat_interval_s, lifespan="on")
+    BannerServer(config).run()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from vbranch.db.database import Database
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    asyncio.run(db.migrate())
+    print(f"database at {settings.resolved_database_url} is up to date")
+    return 0
+
+
+def cmd_create_account(args: argparse.Namespace) -> int:
+    from vbranch.auth import hash_password
+    from vbranch.db.models import StaffAccount
+    from vbranch.db.repositories import Accounts, Audit
+    from vbranch.runtime import Runtime
+
+    if not sys.stdin.isatty():  # never from an argument or the environment: stdin or a prompt
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+    if len(password) < 8:
+        print("error: the password must be at least 8 characters", file=sys.stderr)
+        return 2
+    rt = Runtime.build(_settings(args))
+
+    async def run() -> int:
+        await rt.db.migrate()
+        async with rt.db.session() as db:
+            if await Accounts(db).by_username(args.username):
+                print(f"error: username {args.username!r} is taken", file=sys.stderr)
+                return 1
+            db.add(StaffAccount(username=args.username, display_name=args.display_name or args.username,
+                                role=args.role, password_hash=hash_password(password), created_at=rt.clock.now()))
+            await db.commit()
+            await Audit(db).append(rt.clock.now(), "cli", "admin.account_create", None,
+                                   {"account": args.username, "role": args.role})
+        await rt.db.close()
+        print(f"created {args.role} {args.username}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vbranch", description="Open virtual bank branch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (SQLite and a local recordings folder by default)")
+    serve.add_argument("--demo", action="store_true", help="seed demo services, accounts and an API key")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
+    create = sub.add_parser("create-account", help="create a staff account (password read from stdin or a prompt)")
+    create.add_argument("username")
+    create.add_argument("--role", choices=["agent", "supervisor", "reviewer", "admin"], default="admin")
+    create.add_argument("--display-name")
+    create.set_defaults(func=cmd_create_account)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"vbranch: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The running branch: settings and the adapters every entry point shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vbranch.auth import TokenService, hash_api_key
+from vbranch.clock import Clock, SystemClock
+from vbranch.config import Settings
+from vbranch.db.database import Database
+from vbranch.metrics import Metrics
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    db: Database
+    tokens: TokenService
+    metrics: Metrics
+    env_api_key_hashes: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock | None = None) -> "Runtime":
+        clock = clock or SystemClock()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            settings=settings,
+            clock=clock,
+            db=Database(settings.resolved_database_url),
+            tokens=TokenService(settings.resolved_secret_key(), clock, settings.staff_token_ttl_s,
+                                settings.join_token_ttl_s),
+            metrics=Metrics(),
+            env_api_key_hashes={hash_api_key(k) for k in settings.api_keys},
+        )

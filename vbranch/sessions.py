@@ -1,0 +1,96 @@
+"""Customer sessions: creation, state changes and their timeline (application service)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import uuid
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from vbranch.api.errors import ApiError
+from vbranch.db.models import CustomerSession, ReferencePhoto
+from vbranch.db.repositories import Audit, Catalog, Sessions, Timeline
+from vbranch.domain.session_state import SessionState, transition
+from vbranch.runtime import Runtime
+
+_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+
+
+def decode_photo(data_b64: str, max_bytes: int) -> tuple[bytes, str]:
+    """Base64 JPEG/PNG -> (bytes, content type); ApiError 422 `invalid_photo` otherwise."""
+    if len(data_b64) > max_bytes * 4 // 3 + 8:
+        raise ApiError(413, "photo_too_large", f"the reference photo is over {max_bytes} bytes")
+    if data_b64.startswith("data:"):
+        data_b64 = data_b64.partition(",")[2]
+    try:
+        raw = base64.b64decode(data_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "invalid_photo", "reference_photo is not valid base64") from None
+    ctype = next((t for magic, t in _MAGIC.items() if raw.startswith(magic)), None)
+    if ctype is None:
+        raise ApiError(422, "invalid_photo", "reference_photo must be a JPEG or PNG image")
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ApiError(422, "invalid_photo", "reference_photo could not be decoded") from None
+    return raw, ctype
+
+
+class SessionService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def create(self, *, service: str, channel: str, customer_ref: str, customer_name: str,
+                     priority: int, reference_photo: str | None, created_by: str) -> tuple[CustomerSession, str]:
+        photo = decode_photo(reference_photo, self.rt.settings.max_reference_photo_bytes) if reference_photo else None
+        now = self.rt.clock.now()
+        async with self.rt.db.session() as db:
+            svc = await Catalog(db).service(service)
+            if svc is None or not svc.active:
+                raise ApiError(422, "unknown_service", f"no active service {service!r}")
+            sess = CustomerSession(id=uuid.uuid4().hex, service_code=service, channel=channel,
+                                   customer_ref=customer_ref, customer_name=customer_name, priority=priority,
+                                   state=SessionState.QUEUED, created_at=now)
+            db.add(sess)
+            if photo:
+                db.add(ReferencePhoto(session_id=sess.id, content_type=photo[1], data=photo[0],
+                                      sha256=hashlib.sha256(photo[0]).hexdigest(), created_at=now))
+            await db.commit()
+            await Timeline(db).append(sess.id, now, "session.created", created_by,
+                                      {"service": service, "channel": channel, "priority": priority,
+                                       "reference_photo": bool(photo)})
+            await Audit(db).append(now, created_by, "session.create", sess.id, {"service": service})
+        token, _ = self.rt.tokens.issue_join(sess.id)
+        self.rt.metrics.sessions_created.labels(service, channel).inc()
+        return sess, token
+
+    async def move(self, session_id: str, target: SessionState, actor: str,
+                   data: dict[str, Any] | None = None, **changes: Any) -> CustomerSession:
+        """Apply one state change (checked by the state machine) and log it on the timeline."""
+        now = self.rt.clock.now()
+        async with self.rt.db.session() as db:
+            sess = await Sessions(db).get(session_id)
+            if sess is None:
+                raise ApiError(404, "not_found", "no such session")
+            previous = sess.state
+            sess.state = transition(sess.state, target)
+            for key, value in changes.items():
+                setattr(sess, key, value)
+            if target in (SessionState.COMPLETED, SessionState.ABANDONED, SessionState.FAILED,
+                          SessionState.INTERRUPTED) and sess.ended_at is None:
+                sess.ended_at = now
+            db.add(sess)
+            await db.commit()
+            await Timeline(db).append(session_id, now, f"state.{target}", actor,
+                                      {"from": previous, **(data or {})})
+        self.rt.metrics.session_transitions.labels(str(target)).inc()
+        return sess
+
+    async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None) -> None:
+        async with self.rt.db.session() as db:
+            await Timeline(db).append(session_id, self.rt.clock.now(), kind, actor, data)
