@@ -59,7 +59,9 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
         return
     conn = Connection(transport=transport, role=role, identity=identity)
     bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst, rt.clock)
-    strikes = 0  # errors since the last good message; too many means an abusive client
+    # errors since the last good message; too many means an abusive client. Messages
+    # dropped by the rate limit count separately: a burst is tolerated, a flood is not.
+    strikes = limited = 0
     rt.metrics.ws_connections.labels(role).inc()
     try:
         while True:
@@ -79,16 +81,19 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
                 await transport.close(CLOSE_TOO_BIG, "frame too large")
                 break
             elif not bucket.allow():
-                error = ProtocolError("rate_limited", f"slow down: at most {settings.ws_rate_per_s:g} messages/s")
+                limited += 1
+                error = ProtocolError("rate_limited", f"slow down: at most {settings.ws_rate_per_s:g} messages/s",
+                                      _ref_of(text))
             else:
+                limited = 0
                 error = await _dispatch(conn, text, handler, rt)
             if error is None:
                 strikes = 0
                 continue
-            strikes += 1
+            strikes += error.code != "rate_limited"
             rt.metrics.ws_errors.labels(error.code).inc()
             await conn.send(error_message(error.code, error.message, error.ref, error.details))
-            if strikes >= settings.ws_abuse_errors:
+            if strikes >= settings.ws_abuse_errors or limited > 2 * settings.ws_rate_burst:
                 await transport.close(CLOSE_POLICY, "too many bad messages")
                 break
     except WebSocketDisconnect:
@@ -96,6 +101,16 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
     finally:
         rt.metrics.ws_connections.labels(role).dec()
         await handler.disconnected(conn)
+
+
+def _ref_of(text: str) -> Any:
+    """The client's id, for a reply to a message we will not otherwise parse (cheaply: bounded)."""
+    try:
+        raw = json.loads(text) if len(text) < 4096 else None
+    except ValueError:
+        return None
+    ref = raw.get("id") if isinstance(raw, dict) else None
+    return ref if isinstance(ref, (str, int)) else None
 
 
 async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime) -> ProtocolError | None:

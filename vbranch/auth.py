@@ -94,7 +94,8 @@ class TokenService:
             raise AuthError("unauthenticated", "a token is required")
         try:
             payload = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                                 options={"verify_exp": False, "require": ["exp", "typ"]})
+                                 options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
+                                          "require": ["exp", "typ"]})
         except jwt.PyJWTError:
             raise AuthError("invalid_token", "the token is malformed or its signature is wrong") from None
         if payload.get("typ") != typ:

@@ -92,6 +92,9 @@ class Coordinator:
         raise AuthError("invalid_token", "the token is not valid")  # pragma: no cover
 
     async def handle(self, conn: Connection, msg: Any) -> None:
+        named = getattr(msg, "session_id", None)
+        if conn.role == "customer" and named is not None and named != conn.identity.session_id:
+            raise ProtocolError("forbidden", "a join token is good for its own session only", msg.id)
         method = getattr(self, "on_" + msg.type.replace(".", "_"), None)
         if method is None:
             raise ProtocolError("unsupported", f"{msg.type} is not available yet", msg.id)

@@ -1,0 +1,26 @@
+# The two commands of the quick start: `make serve` and `make test`.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+export PIP_ROOT_USER_ACTION := ignore
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install install-test serve test bench
+
+install:
+	$(PIP) install -q -e .
+	# face_recognition's own metadata asks for a source build of dlib; dlib-bin (a dependency) provides it
+	$(PIP) install -q --no-deps "face_recognition==1.3.0"
+
+install-test: install
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
+	$(PIP) install -q -e ".[test]"
+
+serve: install
+	vbranch serve --demo
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+bench: install-test
+	$(PYTHON) bench/routing.py

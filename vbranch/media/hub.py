@@ -1,0 +1,639 @@
+"""The media hub: one aiortc peer connection per party, relay and record every call.
+
+The server is always the answerer. Each party (customer, agent) has one
+:class:`RTCPeerConnection` with the hub carrying audio and video both ways;
+either may connect first and either may reconnect (a new offer replaces the
+party's connection; its recording continues in the same file).
+
+``mode="passthrough"`` (default): encoded frames are forwarded and recorded as
+they arrive (see :mod:`vbranch.media.forwarding`); keyframe requests travel back
+to the original sender; video is decoded only for taps; a transcoding fallback
+(decode + aiortc encode) is used only when the parties share no codec.
+
+``mode="stock"``: aiortc's MediaRelay + MediaRecorder (decode, re-encode), kept
+to measure the difference (bench/media.py).
+
+Timeline events go to ``on_event(session_id, kind, data)``; ``data`` always has
+``at`` (wall clock from the injected clock). Kinds:
+
+- ``media.party_connected`` {party, video_codec, audio_codec}
+- ``media.party_disconnected`` {party, reason: closed|failed|replaced|ended}
+- ``media.forwarding_started`` {from, to, kind, mode: passthrough|transcode, source_codec, sink_codec}
+- ``media.transcoding_fallback`` {from, to, kind, source_codec, sink_codec}
+- ``media.keyframe_requested`` {party, by, reason: pli|forward_start|forward_overflow|recorder_start|tap_start|tap_overflow|api}
+- ``media.recording_started`` {party, storage_key, container, video_codec, audio_codec, started_at}
+- ``media.recording_finalised`` {RecordingResult fields}
+- ``media.recording_warning`` {party, message} / ``media.recording_error`` {party, error}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRecorder, MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from recordings.storage import RecordingStorage
+from recordings.writer import probe
+from vbranch.clock import Clock, SystemClock
+
+from .codecs import codec_key
+from .forwarding import ForwardTrack, MediaSource, hook_sender_keyframes, prefer_codecs
+from .recorder import PartyRecorder, RecordingResult
+from .tap import StockVideoTap, VideoTap
+
+log = logging.getLogger(__name__)
+
+PARTIES = ("customer", "agent")
+KINDS = ("audio", "video")
+MODES = ("passthrough", "stock")
+MAX_PENDING_ICE = 64
+
+EventCallback = Callable[[str, str, dict[str, Any]], Any]
+
+__all__ = ["MediaError", "MediaHub", "RecordingResult", "PARTIES", "MODES"]
+
+
+class MediaError(Exception):
+    """A request the hub cannot honour (bad party, bad SDP/candidate, unknown session)."""
+
+
+def other_party(party: str) -> str:
+    return "agent" if party == "customer" else "customer"
+
+
+@dataclass(eq=False)
+class _Party:
+    name: str
+    sources: dict[str, MediaSource]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pc: RTCPeerConnection | None = None
+    connected: bool = False
+    pending_ice: list[dict[str, Any] | None] = field(default_factory=list)
+    tracks: list[ForwardTrack] = field(default_factory=list)
+    negotiated: dict[str, str] = field(default_factory=dict)  # kind -> codec key used both ways
+    recorder: PartyRecorder | None = None
+    # stock mode
+    remote_tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
+    senders: dict[str, RTCRtpSender] = field(default_factory=dict)
+    stock_recorder: MediaRecorder | None = None
+    stock_file: Any = None
+    stock_key: str | None = None
+    stock_started_at: float | None = None
+
+
+@dataclass(eq=False)
+class _Session:
+    id: str
+    parties: dict[str, _Party]
+    taps: set[Any] = field(default_factory=set)
+    relay: MediaRelay | None = None
+    ended: bool = False
+
+
+class MediaHub:
+    def __init__(
+        self,
+        storage: RecordingStorage,
+        clock: Clock | None = None,
+        ice_servers: Iterable[dict[str, Any] | Any] | None = None,
+        mode: str = "passthrough",
+        on_event: EventCallback | None = None,
+        *,
+        video_codecs: Iterable[str] = ("VP8", "H264"),
+        key_prefix: str = "",
+        cluster_ms: int = 1000,
+        fsync_interval_s: float | None = 1.0,
+        header_wait_s: float = 2.0,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.storage = storage
+        self.clock: Clock = clock or SystemClock()
+        self.mode = mode
+        self.on_event = on_event
+        self.video_codecs = [c.lower() for c in video_codecs]
+        self.key_prefix = key_prefix
+        self.cluster_ms = cluster_ms
+        self.fsync_interval_s = fsync_interval_s
+        self.header_wait_s = header_wait_s
+        self._ice_servers = [_ice_server(s) for s in (ice_servers or [])]
+        self._sessions: dict[str, _Session] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ API
+    def open_session(self, session_id: str) -> None:
+        """Create the session's state now (it is also created by the first offer)."""
+        self._session(session_id, create=True)
+
+    async def handle_offer(self, session_id: str, party: str, sdp: str) -> str:
+        """Apply a party's SDP offer and return the hub's answer SDP."""
+        session = self._session(session_id, create=True)
+        p = self._party(session, party)
+        async with p.lock:
+            if session.ended:
+                raise MediaError("session has ended")
+            if p.pc is not None:
+                await self._close_pc(session, p, "replaced")
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
+            p.pc = pc
+
+            @pc.on("connectionstatechange")
+            def _state_changed() -> None:
+                self._on_connection_state(session, p, pc)
+
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                if self.mode == "stock":
+                    self._wire_stock(session, p, pc)
+                else:
+                    self._wire_passthrough(session, p, pc)
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+                # candidates that came before (or while) the offer was applied
+                while p.pending_ice:
+                    await self._add_candidate(pc, p.pending_ice.pop(0))
+            except Exception as exc:
+                await self._close_pc(session, p, "failed", emit=False)
+                if isinstance(exc, MediaError):
+                    raise
+                raise MediaError(f"cannot answer the offer: {exc}") from exc
+            return pc.localDescription.sdp
+
+    async def add_ice(self, session_id: str, party: str, candidate: dict[str, Any] | None) -> None:
+        """Add a trickled ICE candidate ({candidate, sdpMid, sdpMLineIndex}); None ends them."""
+        session = self._session(session_id, create=True)
+        p = self._party(session, party)
+        pc = p.pc
+        if pc is None or pc.remoteDescription is None or p.lock.locked():
+            if len(p.pending_ice) >= MAX_PENDING_ICE:
+                raise MediaError("too many ICE candidates before the offer")
+            p.pending_ice.append(candidate)
+            return
+        await self._add_candidate(pc, candidate)
+
+    async def close_party(self, session_id: str, party: str) -> None:
+        """Hang up one party (its recording stays open until end_session)."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        p = self._party(session, party)
+        async with p.lock:
+            p.pending_ice.clear()
+            if p.pc is not None:
+                await self._close_pc(session, p, "closed")
+
+    async def end_session(self, session_id: str) -> list[RecordingResult]:
+        """Hang up both parties, finalise both recordings, release everything."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return []
+        session.ended = True
+        for tap in list(session.taps):
+            tap.close()
+        for p in session.parties.values():
+            async with p.lock:
+                if p.pc is not None:
+                    await self._close_pc(session, p, "ended")
+        results: list[RecordingResult] = []
+        for p in session.parties.values():
+            result: RecordingResult | None = None
+            if p.recorder is not None:
+                for source in p.sources.values():
+                    source.unsubscribe(p.recorder)
+                result = await p.recorder.close(self._get_executor())
+                p.recorder = None
+            elif p.stock_recorder is not None or p.stock_file is not None:
+                result = await self._finish_stock_recording(session, p)
+            if result is not None:
+                results.append(result)
+            for source in p.sources.values():
+                source.close()
+            p.remote_tracks.clear()
+            p.senders.clear()
+        session.relay = None
+        if not self._sessions and self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        return results
+
+    def tap_video(self, session_id: str, party: str, *, format: str | None = None) -> VideoTap | StockVideoTap:
+        """Decoded video of ``party`` while iterated (av.VideoFrame, or ndarray with format='bgr24')."""
+        session = self._session(session_id, create=False)
+        p = self._party(session, party)
+        if self.mode == "stock":
+            tap: Any = StockVideoTap(
+                session.relay, p.remote_tracks.get("video"), format=format, on_close=session.taps.discard
+            )
+        else:
+            tap = VideoTap(
+                p.sources["video"],
+                executor=self._get_executor(),
+                format=format,
+                name=f"tap:{party}",
+                on_close=session.taps.discard,
+            )
+        session.taps.add(tap)
+        return tap
+
+    def request_keyframe(self, session_id: str, party: str) -> bool:
+        """Ask ``party``'s sender for a key frame now (rate limited)."""
+        session = self._session(session_id, create=False)
+        return self._party(session, party).sources["video"].request_keyframe("hub", "api")
+
+    def sessions(self) -> list[str]:
+        return list(self._sessions)
+
+    def stats(self, session_id: str) -> dict[str, Any]:
+        session = self._session(session_id, create=False)
+        out: dict[str, Any] = {}
+        for name, p in session.parties.items():
+            out[name] = {
+                "connected": p.connected,
+                "connection_state": p.pc.connectionState if p.pc else None,
+                "negotiated": dict(p.negotiated),
+                "received": {
+                    k: {
+                        "codec": s.key,
+                        "frames": s.frames,
+                        "keyframes": s.keyframes,
+                        "bytes": s.bytes,
+                        "plis_sent": s.plis_sent,
+                    }
+                    for k, s in p.sources.items()
+                },
+                "forwarded": {
+                    t.kind: {
+                        "mode": t.mode,
+                        "frames_in": t.frames_in,
+                        "frames_out": t.frames_out,
+                        "dropped": t.dropped,
+                    }
+                    for t in p.tracks
+                },
+                "recording": p.recorder.stats() if p.recorder else None,
+            }
+        return out
+
+    async def close(self) -> None:
+        """End every session and stop the hub's worker thread and tasks."""
+        self._closed = True
+        for session_id in list(self._sessions):
+            try:
+                await self.end_session(session_id)
+            except Exception:
+                log.exception("ending session %s failed", session_id)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        tasks = [t for t in self._tasks if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+
+    # ------------------------------------------------------------ internals
+    def _session(self, session_id: str, *, create: bool) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            if not create:
+                raise MediaError(f"unknown media session {session_id!r}")
+            if self._closed:
+                raise MediaError("media hub is closed")
+            parties = {}
+            for name in PARTIES:
+                parties[name] = _Party(
+                    name=name,
+                    sources={
+                        kind: MediaSource(
+                            name,
+                            kind,
+                            spawn=self._spawn,
+                            on_keyframe_request=self._keyframe_event(session_id, name),
+                        )
+                        for kind in KINDS
+                    },
+                )
+            session = _Session(id=session_id, parties=parties)
+            if self.mode == "stock":
+                session.relay = MediaRelay()
+            self._sessions[session_id] = session
+            self._ensure_flusher()
+        return session
+
+    @staticmethod
+    def _party(session: _Session, party: str) -> _Party:
+        p = session.parties.get(party)
+        if p is None:
+            raise MediaError(f"party must be one of {PARTIES}, not {party!r}")
+        return p
+
+    def _keyframe_event(self, session_id: str, party: str) -> Callable[[str, str], None]:
+        def emit(by: str, reason: str) -> None:
+            self._emit(session_id, "media.keyframe_requested", {"party": party, "by": by, "reason": reason})
+
+        return emit
+
+    def _wire_passthrough(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
+        peer = session.parties[other_party(p.name)]
+        seen: set[str] = set()
+        sends: set[str] = set()
+        for t in pc.getTransceivers():
+            kind = t.kind
+            if kind in seen or kind not in KINDS:
+                t.direction = "inactive"  # one audio and one video per party
+                continue
+            seen.add(kind)
+            offer_dir = t._offerDirection or "inactive"
+            client_sends = offer_dir in ("recvonly", "sendrecv")
+            client_receives = offer_dir in ("sendonly", "sendrecv")
+            order = list(self.video_codecs) if kind == "video" else ["opus"]
+            peer_key = peer.sources[kind].key or peer.negotiated.get(kind)
+            if peer_key:
+                order.insert(0, peer_key)  # same codec both sides: no transcoding
+            t._codecs = prefer_codecs(t._codecs, order)
+            p.negotiated[kind] = codec_key(t._codecs[0])
+            t.direction = "sendrecv"
+            if client_sends:
+                p.sources[kind].attach(t.receiver)
+                sends.add(kind)
+            if client_receives:
+                track = ForwardTrack(
+                    kind,
+                    t._codecs[0],
+                    peer.sources[kind],
+                    executor=self._get_executor(),
+                    to_party=p.name,
+                    on_mode=self._mode_event(session.id, peer.name, p.name, kind),
+                )
+                t.sender.replaceTrack(track)
+                hook_sender_keyframes(t.sender, track)
+                p.tracks.append(track)
+        if p.recorder is None and sends:
+            p.recorder = PartyRecorder(
+                session_id=session.id,
+                party=p.name,
+                storage=self.storage,
+                clock=self.clock,
+                expected_kinds=sends,
+                key_prefix=self.key_prefix,
+                on_event=lambda kind, data, sid=session.id: self._emit(sid, kind, data),
+                request_keyframe=lambda reason, src=p.sources["video"], name=p.name: src.request_keyframe(
+                    f"recorder:{name}", reason
+                ),
+                cluster_ms=self.cluster_ms,
+                header_wait_s=self.header_wait_s,
+            )
+            for source in p.sources.values():
+                source.subscribe(p.recorder)
+        elif p.recorder is not None and p.recorder.writer is None:
+            p.recorder.expected_kinds = sends
+
+    def _mode_event(self, session_id: str, src: str, dst: str, kind: str) -> Callable[[str, str, str], None]:
+        def emit(mode: str, source_codec: str, sink_codec: str) -> None:
+            data = {"from": src, "to": dst, "kind": kind, "source_codec": source_codec, "sink_codec": sink_codec}
+            self._emit(session_id, "media.forwarding_started", {**data, "mode": mode})
+            if mode == "transcode":
+                log.warning("session %s: transcoding %s %s %s->%s", session_id, kind, src, source_codec, sink_codec)
+                self._emit(session_id, "media.transcoding_fallback", data)
+
+        return emit
+
+    def _wire_stock(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
+        peer = session.parties[other_party(p.name)]
+        relay = session.relay
+        assert relay is not None
+        seen: set[str] = set()
+        p.remote_tracks.clear()
+        p.senders.clear()
+        for t in pc.getTransceivers():
+            kind = t.kind
+            if kind in seen or kind not in KINDS:
+                t.direction = "inactive"
+                continue
+            seen.add(kind)
+            offer_dir = t._offerDirection or "inactive"
+            t._codecs = prefer_codecs(t._codecs, list(self.video_codecs) if kind == "video" else ["opus"])
+            p.negotiated[kind] = codec_key(t._codecs[0])
+            t.direction = "sendrecv"
+            if offer_dir in ("recvonly", "sendrecv") and t.receiver.track is not None:
+                p.remote_tracks[kind] = t.receiver.track
+            if offer_dir in ("sendonly", "sendrecv"):
+                p.senders[kind] = t.sender
+                if kind in peer.remote_tracks:
+                    t.sender.replaceTrack(relay.subscribe(peer.remote_tracks[kind]))
+        for kind, track in p.remote_tracks.items():
+            sender = peer.senders.get(kind)
+            if sender is not None and peer.pc is not None:
+                sender.replaceTrack(relay.subscribe(track))
+
+    async def _start_stock_recording(self, session: _Session, p: _Party) -> None:
+        if p.stock_recorder is not None or not p.remote_tracks or session.ended:
+            return
+        assert session.relay is not None
+        key = f"{self.key_prefix}{session.id}/{p.name}.webm"
+        fileobj = self.storage.open_write(key)
+        recorder = MediaRecorder(fileobj, format="webm")
+        for track in p.remote_tracks.values():
+            recorder.addTrack(session.relay.subscribe(track))
+        p.stock_recorder, p.stock_file, p.stock_key = recorder, fileobj, key
+        p.stock_started_at = self.clock.now()
+        await recorder.start()
+        self._emit(
+            session.id,
+            "media.recording_started",
+            {
+                "party": p.name,
+                "storage_key": key,
+                "container": "webm",
+                "video_codec": "vp8" if "video" in p.remote_tracks else None,
+                "audio_codec": "opus" if "audio" in p.remote_tracks else None,
+                "started_at": p.stock_started_at,
+            },
+        )
+
+    async def _finish_stock_recording(self, session: _Session, p: _Party) -> RecordingResult | None:
+        recorder, fileobj, key = p.stock_recorder, p.stock_file, p.stock_key
+        p.stock_recorder = p.stock_file = None
+        if recorder is not None:
+            try:
+                await recorder.stop()
+            except Exception:
+                log.exception("stock recorder stop failed")
+        if fileobj is not None:
+            fileobj.close()
+        if key is None:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def finish() -> Any:
+            stored = self.storage.finalize(key)
+            path = self.storage.local_path(key)
+            info = probe(path) if path is not None and stored.size_bytes > 0 else None
+            return stored, info
+
+        try:
+            stored, info = await loop.run_in_executor(self._get_executor(), finish)
+        except Exception:
+            log.exception("stock recording %s unreadable", key)
+            return None
+        result = RecordingResult(
+            party=p.name,
+            storage_key=key,
+            container="webm",
+            video_codec=info.video_codec if info else None,
+            audio_codec=info.audio_codec if info else None,
+            started_at=float(p.stock_started_at or 0.0),
+            duration_s=round(info.duration_s, 3) if info else 0.0,
+            size_bytes=stored.size_bytes,
+            sha256=stored.sha256,
+            video_frames=info.video_frames if info else 0,
+            audio_frames=info.audio_frames if info else 0,
+            finalised_at=self.clock.now(),
+        )
+        self._emit(session.id, "media.recording_finalised", result.as_dict())
+        return result
+
+    def _on_connection_state(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
+        if pc is not p.pc:
+            return
+        state = pc.connectionState
+        if state == "connected" and not p.connected:
+            p.connected = True
+            self._emit(
+                session.id,
+                "media.party_connected",
+                {
+                    "party": p.name,
+                    "video_codec": p.negotiated.get("video"),
+                    "audio_codec": p.negotiated.get("audio"),
+                },
+            )
+            if self.mode == "stock":
+                self._spawn(self._start_stock_recording(session, p))
+        elif state == "failed":
+            self._spawn(self._drop_failed(session, p, pc))
+
+    async def _drop_failed(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
+        async with p.lock:
+            if p.pc is pc:
+                await self._close_pc(session, p, "failed")
+
+    async def _close_pc(self, session: _Session, p: _Party, reason: str, *, emit: bool = True) -> None:
+        pc, p.pc = p.pc, None
+        was_connected, p.connected = p.connected, False
+        for track in p.tracks:
+            track.stop()
+        p.tracks.clear()
+        for source in p.sources.values():
+            source.detach()
+        if pc is not None:
+            try:
+                await pc.close()
+            except Exception:
+                log.exception("closing peer connection failed")
+        if emit and (was_connected or reason != "ended"):
+            self._emit(session.id, "media.party_disconnected", {"party": p.name, "reason": reason})
+
+    async def _add_candidate(self, pc: RTCPeerConnection, candidate: dict[str, Any] | None) -> None:
+        if candidate is None or not candidate.get("candidate"):
+            await pc.addIceCandidate(None)
+            return
+        text = str(candidate["candidate"])
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        try:
+            ice = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise MediaError(f"invalid ICE candidate: {exc}") from None
+        ice.sdpMid = candidate.get("sdpMid")
+        ice.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if ice.sdpMid is None and ice.sdpMLineIndex is None:
+            ice.sdpMLineIndex = 0
+        await pc.addIceCandidate(ice)
+
+    def _emit(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
+        callback = self.on_event
+        if callback is None:
+            return
+        payload = {"at": self.clock.now(), **data}
+        try:
+            result = callback(session_id, kind, payload)
+        except Exception:
+            log.exception("media event callback failed for %s", kind)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(result)
+
+    def _spawn(self, awaitable: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("media hub task failed", exc_info=task.exception())
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vbranch-media")
+        return self._executor
+
+    def _ensure_flusher(self) -> None:
+        if self.fsync_interval_s and self._flusher is None and self.mode == "passthrough":
+            self._flusher = asyncio.ensure_future(self._flush_loop(self.fsync_interval_s))
+
+    async def _flush_loop(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            recorders = [
+                p.recorder
+                for s in self._sessions.values()
+                for p in s.parties.values()
+                if p.recorder is not None and p.recorder.writer is not None
+            ]
+            if recorders:
+                started = time.monotonic()
+                await loop.run_in_executor(self._get_executor(), _sync_all, recorders)
+                log.debug("fsynced %d recordings in %.1f ms", len(recorders), (time.monotonic() - started) * 1e3)
+
+
+def _sync_all(recorders: list[PartyRecorder]) -> None:
+    for recorder in recorders:
+        try:
+            recorder.sync()
+        except Exception:
+            log.exception("fsync failed")
+
+
+def _ice_server(server: dict[str, Any] | Any) -> RTCIceServer:
+    if isinstance(server, RTCIceServer):
+        return server
+    if hasattr(server, "model_dump"):
+        server = server.model_dump()
+    if not isinstance(server, dict) or "urls" not in server:
+        raise ValueError(f"invalid ICE server: {server!r}")
+    return RTCIceServer(urls=server["urls"], username=server.get("username"), credential=server.get("credential"))
