@@ -108,6 +108,14 @@ class Registry:
             del self._parties[party]
             await self._on_gone(party)
 
+    def expect(self, party: str) -> None:
+        """A party not connected yet but owed a resume window (e.g. waiting before a restart)."""
+        if party not in self._parties:
+            entry = _Party(secrets.token_urlsafe(24), None)
+            self._parties[party] = entry
+            entry.grace = asyncio.get_running_loop().call_later(
+                self.resume_window_s, lambda: self._spawn(self._expire(party)))
+
     def forget(self, party: str) -> None:
         """Drop a party now (e.g. its session ended) without calling on_gone."""
         entry = self._parties.pop(party, None)

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     ws_rate_per_s: float = Field(20.0, gt=0)
     ws_rate_burst: int = Field(40, ge=1)
     ws_abuse_errors: int = Field(20, ge=1)
+    offer_timeout_s: float = Field(15.0, gt=0)
+    wrapup_s: float = Field(30.0, ge=0)
     max_reference_photo_bytes: int = Field(5 * 1024 * 1024, gt=0)
     facecheck_threshold: float = Field(0.5, gt=0, lt=1)
     log_level: str = "info"

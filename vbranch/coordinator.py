@@ -1,7 +1,7 @@
-"""The live branch: joins customers and agents over signaling to the queue, calls and evidence.
+"""The live branch: the signaling handler for customers and staff.
 
-Entry points (REST, WebSocket) call in here; the functional core (session state
-machine, routing) decides; the adapters (database, bus) carry it out.
+Messages come in from the WebSocket endpoint; the routing engine (through the
+QueueDesk) decides; the database, the bus and the media hub carry it out.
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ from signaling.protocol import ProtocolError, server_message
 from signaling.registry import AttachError, Connection, Registry
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
 from vbranch.db.models import CustomerSession
-from vbranch.db.repositories import Accounts, Sessions
-from vbranch.domain.session_state import FINAL, SessionState
+from vbranch.db.repositories import Accounts, Audit, Catalog, Sessions
+from vbranch.domain.routing_model import AgentState, RoutingError
+from vbranch.domain.session_state import FINAL, WAITING, SessionState
+from vbranch.queue_desk import QueueDesk, customer_party, staff_party
 from vbranch.runtime import Runtime
 from vbranch.sessions import SessionService
 
 log = logging.getLogger(__name__)
 
-
-def customer_party(session_id: str) -> str:
-    return f"customer:{session_id}"
+WATCHER_ROLES = ("supervisor", "admin")
 
 
-def staff_party(account_id: int) -> str:
-    return f"staff:{account_id}"
+def ack(msg: Any, **fields: Any) -> dict[str, Any] | None:
+    """The reply to a command whose effects are pushed separately (only when the client sent an id)."""
+    return server_message("ack", msg.id, **{"for": msg.type, **fields}) if msg.id is not None else None
 
 
 class Coordinator:
@@ -36,30 +37,29 @@ class Coordinator:
         self.sessions = SessionService(rt)
         self.registry = Registry(rt.clock, rt.settings.resume_window_s, self.party_gone)
         self.bus = LocalBus(self.registry)
-        self._waiting: dict[str, CustomerSession] = {}
+        self.desk = QueueDesk(rt, self.bus, self.sessions, self._watchers)
+        self.desk.on_call_over = self._call_over
+
+    def _watchers(self) -> list[str]:
+        return [c.party for c in self.registry.connected("staff:") if c.role in WATCHER_ROLES and c.party]
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        async with self.rt.db.session() as db:
-            for sess in await Sessions(db).in_states([SessionState.QUEUED, SessionState.OFFERED]):
-                self._waiting[sess.id] = sess
+        await self.desk.start()
+        # customers waiting before a restart get the resume window to come back
+        for view in self.desk.engine.waiting_sessions():
+            self.registry.expect(customer_party(view.session_id))
 
     async def stop(self) -> None:
+        await self.desk.stop()
         await self.registry.close()
 
     # -- entry points from REST -----------------------------------------
     async def session_created(self, sess: CustomerSession) -> None:
-        self._waiting[sess.id] = sess
-        await self._publish_positions(sess.service_code)
+        """Nothing to do yet: a session joins the queue when its customer connects."""
 
     async def queue_stats(self) -> dict[str, Any]:
-        by_service: dict[str, dict[str, Any]] = {}
-        now = self.rt.clock.now()
-        for sess in self._waiting.values():
-            entry = by_service.setdefault(sess.service_code, {"waiting": 0, "longest_wait_s": 0.0})
-            entry["waiting"] += 1
-            entry["longest_wait_s"] = max(entry["longest_wait_s"], round(now - sess.created_at, 1))
-        return {"services": by_service}
+        return await self.desk.stats()
 
     async def account_changed(self, account_id: int) -> None:
         async with self.rt.db.session() as db:
@@ -67,11 +67,12 @@ class Coordinator:
         if account is not None and not account.active:
             conn = self.registry.connection(staff_party(account_id))
             self.registry.forget(staff_party(account_id))
+            await self._agent_gone(account_id)
             if conn:
                 await conn.transport.close(1008, "account disabled")
 
     async def services_changed(self) -> None:
-        pass
+        await self.desk.reload_services()
 
     # -- signaling handler ----------------------------------------------
     async def authenticate(self, token: str) -> tuple[str, Any]:
@@ -87,9 +88,8 @@ class Coordinator:
             return str(claims.role), claims
         if not token:
             raise AuthError("unauthenticated", "connect with ?token=<join or staff token>")
-        # decoding reports expired vs malformed precisely
-        self.rt.tokens.decode_staff(token)
-        raise AuthError("invalid_token", "the token is not valid")  # pragma: no cover
+        self.rt.tokens.decode_staff(token)  # raises the precise reason (malformed, foreign key, expired)
+        raise AuthError("invalid_token", "the token is not valid")
 
     async def handle(self, conn: Connection, msg: Any) -> None:
         named = getattr(msg, "session_id", None)
@@ -97,25 +97,55 @@ class Coordinator:
             raise ProtocolError("forbidden", "a join token is good for its own session only", msg.id)
         method = getattr(self, "on_" + msg.type.replace(".", "_"), None)
         if method is None:
-            raise ProtocolError("unsupported", f"{msg.type} is not available yet", msg.id)
-        await method(conn, msg)
+            raise ProtocolError("unsupported", f"{msg.type} is not handled by this server", msg.id)
+        try:
+            reply = await method(conn, msg)
+        except RoutingError as exc:
+            raise ProtocolError(exc.code, exc.message, msg.id) from None
+        if reply is not None:
+            await conn.send(reply)
 
     async def disconnected(self, conn: Connection) -> None:
         self.registry.detach(conn)
+        if conn.role == "agent" and conn.party and self.registry.connection(conn.party) is None:
+            # an offer cannot wait for an agent who is not there: revoke it at once
+            agent_id = str(conn.identity.account_id)
+            view = self.desk.engine.agent(agent_id)
+            if view is not None and view.state == AgentState.OFFERED:
+                await self.desk.run(lambda: self.desk.engine.set_agent_status(agent_id, "away"))
 
     async def party_gone(self, party: str) -> None:
         """A party's resume window passed without it coming back."""
         kind, _, ident = party.partition(":")
         if kind == "customer":
-            sess = self._waiting.pop(ident, None)
-            if sess is not None:
-                await self.sessions.move(ident, SessionState.ABANDONED, "customer",
-                                         {"reason": "disconnected"}, end_reason="customer_disconnected")
-                await self._publish_positions(sess.service_code)
+            await self._customer_gone(ident, "customer_disconnected")
+        elif kind == "staff":
+            await self._agent_gone(int(ident))
 
-    # -- messages -------------------------------------------------------
-    async def on_ping(self, conn: Connection, msg: Any) -> None:
-        await conn.send(server_message("pong", msg.id, at=self.rt.clock.now()))
+    async def _customer_gone(self, session_id: str, reason: str) -> None:
+        engine = self.desk.engine
+        if engine.session(session_id) is not None:
+            await self.desk.run(lambda: engine.abandon(session_id))
+            await self.sessions.move(session_id, SessionState.ABANDONED, "customer", {"reason": reason},
+                                     end_reason=reason)
+            return
+        async with self.rt.db.session() as db:
+            sess = await Sessions(db).get(session_id)
+        if sess is not None and sess.state == SessionState.CONNECTED and sess.agent_id is not None:
+            await self._end_call(sess, SessionState.WRAP_UP if reason == "customer_left" else SessionState.INTERRUPTED,
+                                 "customer", reason, disposition=None, notes=None)
+
+    async def _agent_gone(self, account_id: int) -> None:
+        if self.desk.engine.agent(str(account_id)) is not None:
+            await self.desk.run(lambda: self.desk.engine.agent_logout(str(account_id)))
+
+    async def _call_over(self, session_id: str) -> None:
+        """Media and presence teardown once a call has ended (the media hub hooks in here)."""
+        self.registry.forget(customer_party(session_id))
+
+    # -- greetings ---------------------------------------------------------
+    async def on_ping(self, conn: Connection, msg: Any) -> dict:
+        return server_message("pong", msg.id, at=self.rt.clock.now())
 
     async def on_hello(self, conn: Connection, msg: Any) -> None:
         if conn.party is not None:
@@ -136,9 +166,12 @@ class Coordinator:
         resume_token = self._attach(conn, customer_party(sess.id), msg)
         await conn.send(server_message("welcome", msg.id, session_id=sess.id, state=sess.state,
                                        resume_token=resume_token, service=sess.service_code,
-                                       ice_servers=self._ice_servers()))
-        if sess.id in self._waiting:
-            await conn.send(self._queue_update(sess.id))
+                                       consent=sess.consent or None, ice_servers=self._ice_servers()))
+        # a new place is announced by the desk; a resumed one is repeated here
+        if sess.state in WAITING and not await self.desk.enqueue(sess):
+            update = self.desk.position(sess.id)
+            if update is not None:
+                await conn.send(update)
 
     async def _staff_hello(self, conn: Connection, msg: Any) -> None:
         claims: StaffClaims = conn.identity
@@ -146,11 +179,16 @@ class Coordinator:
             account = await Accounts(db).get(claims.account_id)
             skills = await Accounts(db).skills(claims.account_id)
         resume_token = self._attach(conn, staff_party(claims.account_id), msg)
-        status = self.registry.attrs(conn.party).setdefault("status", "away")
+        name = account.display_name if account else claims.username
+        if conn.role == "agent":
+            await self.desk.agent_login(claims.account_id, name)
         await conn.send(server_message(
-            "welcome", msg.id, resume_token=resume_token, status=status, ice_servers=self._ice_servers(),
+            "welcome", msg.id, resume_token=resume_token, status=self.desk.agent_status(claims.account_id),
+            ice_servers=self._ice_servers(),
             agent={"id": claims.account_id, "username": claims.username, "role": str(claims.role),
-                   "display_name": account.display_name if account else claims.username, "skills": skills}))
+                   "display_name": name, "skills": skills}))
+        if conn.role in WATCHER_ROLES:
+            await conn.send(server_message("wallboard.update", **await self.desk.stats()))
 
     def _attach(self, conn: Connection, party: str, msg: Any) -> str:
         try:
@@ -159,7 +197,8 @@ class Coordinator:
             raise ProtocolError(exc.code, exc.message, msg.id) from None
         return token
 
-    async def on_consent(self, conn: Connection, msg: Any) -> None:
+    # -- customer ------------------------------------------------------------
+    async def on_consent(self, conn: Connection, msg: Any) -> dict:
         session_id = conn.identity.session_id
         consent = {"recording": msg.recording, "face": msg.face,
                    "location": msg.location.model_dump(exclude_none=True) if msg.location else None,
@@ -170,37 +209,106 @@ class Coordinator:
             db.add(sess)
             await db.commit()
         await self.sessions.record(session_id, "consent", "customer", consent)
-        await conn.send(server_message("consent.recorded", msg.id, consent=consent))
+        return server_message("consent.recorded", msg.id, consent=consent)
 
     async def on_leave(self, conn: Connection, msg: Any) -> None:
         session_id = conn.identity.session_id
-        sess = self._waiting.pop(session_id, None)
+        await self._customer_gone(session_id, "customer_left")
         self.registry.forget(customer_party(session_id))
-        if sess is not None:
-            await self.sessions.move(session_id, SessionState.ABANDONED, "customer", {"reason": "left"},
-                                     end_reason="customer_left")
-            await conn.send(server_message("session.ended", msg.id, reason="customer_left"))
-            await self._publish_positions(sess.service_code)
+        await conn.send(server_message("session.ended", msg.id, reason="customer_left"))
         await conn.transport.close(1000, "left")
 
-    async def on_agent_status(self, conn: Connection, msg: Any) -> None:
-        self.registry.attrs(conn.party)["status"] = msg.status
-        await conn.send(server_message("agent.status", msg.id, status=msg.status))
+    # -- agent ---------------------------------------------------------------
+    def _agent_id(self, conn: Connection) -> str:
+        return str(conn.identity.account_id)
 
-    # -- queue positions ---------------------------------------------------
-    def _order(self, service: str) -> list[str]:
-        waiting = [s for s in self._waiting.values() if s.service_code == service]
-        waiting.sort(key=lambda s: (-s.priority, s.created_at, s.id))
-        return [s.id for s in waiting]
+    async def on_agent_status(self, conn: Connection, msg: Any) -> dict:
+        agent_id = self._agent_id(conn)
+        await self.desk.run(lambda: self.desk.engine.set_agent_status(agent_id, msg.status))
+        return server_message("agent.status", msg.id, status=self.desk.agent_status(int(agent_id)))
 
-    def _queue_update(self, session_id: str) -> dict[str, Any]:
-        sess = self._waiting[session_id]
-        position = self._order(sess.service_code).index(session_id) + 1
-        return server_message("queue.update", position=position, estimated_wait_s=position * 180)
+    async def on_offer_accept(self, conn: Connection, msg: Any) -> dict | None:
+        agent_id = self._agent_id(conn)
+        await self.desk.run(lambda: self.desk.engine.accept(agent_id, msg.session_id))
+        return ack(msg, session_id=msg.session_id)
 
-    async def _publish_positions(self, service: str) -> None:
-        for session_id in self._order(service):
-            await self.bus.publish(customer_party(session_id), self._queue_update(session_id))
+    async def on_offer_decline(self, conn: Connection, msg: Any) -> dict | None:
+        agent_id = self._agent_id(conn)
+        await self.desk.run(lambda: self.desk.engine.decline(agent_id, msg.session_id))
+        return ack(msg, session_id=msg.session_id)
+
+    async def on_wrapup_done(self, conn: Connection, msg: Any) -> dict | None:
+        agent_id = self._agent_id(conn)
+        await self.desk.run(lambda: self.desk.engine.wrapup_done(agent_id))
+        return ack(msg)
+
+    async def _own_call(self, conn: Connection, msg: Any) -> CustomerSession:
+        """The connected session this agent is handling, or a typed error."""
+        async with self.rt.db.session() as db:
+            sess = await Sessions(db).get(msg.session_id)
+        if sess is None or sess.agent_id != conn.identity.account_id:
+            raise ProtocolError("not_your_session", "you are not handling this session", msg.id)
+        if sess.state != SessionState.CONNECTED:
+            raise ProtocolError("invalid_state", f"the session is {sess.state}, not connected", msg.id)
+        return sess
+
+    async def on_checklist_mark(self, conn: Connection, msg: Any) -> dict | None:
+        sess = await self._own_call(conn, msg)
+        async with self.rt.db.session() as db:
+            svc = await Catalog(db).service(sess.service_code)
+        steps = {s["code"]: s for s in (svc.checklist if svc else [])}
+        if msg.step not in steps:
+            raise ProtocolError("unknown_step", f"{sess.service_code} has no checklist step {msg.step!r}", msg.id)
+        await self.sessions.record(sess.id, "checklist.mark", staff_party(sess.agent_id),
+                                   {"step": msg.step, "note": msg.note})
+        return ack(msg, session_id=sess.id, step=msg.step)
+
+    async def on_session_end(self, conn: Connection, msg: Any) -> dict | None:
+        if conn.role == "supervisor":
+            return await self._supervisor_end(conn, msg)
+        sess = await self._own_call(conn, msg)
+        await self._end_call(sess, SessionState.WRAP_UP, staff_party(sess.agent_id), "completed",
+                             disposition=msg.disposition, notes=msg.notes)
+        return ack(msg, session_id=sess.id)
+
+    async def _supervisor_end(self, conn: Connection, msg: Any) -> dict | None:
+        if not msg.override_reason:
+            raise ProtocolError("missing_field", "a supervisor ending a call must give override_reason", msg.id)
+        async with self.rt.db.session() as db:
+            sess = await Sessions(db).get(msg.session_id)
+        if sess is None or sess.state != SessionState.CONNECTED:
+            raise ProtocolError("invalid_state", "only a connected session can be ended", msg.id)
+        actor = staff_party(conn.identity.account_id)
+        async with self.rt.db.session() as db:
+            await Audit(db).append(self.rt.clock.now(), conn.identity.username, "session.override_end", sess.id,
+                                   {"reason": msg.override_reason, "disposition": msg.disposition})
+        await self._end_call(sess, SessionState.WRAP_UP, actor, "ended_by_supervisor",
+                             disposition=msg.disposition, notes=msg.notes)
+        return ack(msg, session_id=sess.id)
+
+    async def _end_call(self, sess: CustomerSession, target: SessionState, actor: str, reason: str,
+                        disposition: str | None, notes: str | None) -> None:
+        agent_id = str(sess.agent_id)
+        await self.sessions.move(sess.id, target, actor, {"reason": reason, "disposition": disposition},
+                                 end_reason=reason, disposition=disposition, notes=notes)
+        await self.bus.publish(customer_party(sess.id), server_message("session.ended", reason=reason))
+        await self.bus.publish(staff_party(agent_id), server_message("session.ended", session_id=sess.id,
+                                                                     reason=reason))
+        view = self.desk.engine.agent(agent_id)
+        if view is not None and view.state == AgentState.BUSY:
+            await self.desk.run(lambda: self.desk.engine.end_call(agent_id, sess.id))
+        await self._call_over(sess.id)
+
+    # -- supervisor ------------------------------------------------------------
+    async def on_agent_set_status(self, conn: Connection, msg: Any) -> dict | None:
+        agent_id = str(msg.agent_id)
+        if self.desk.engine.agent(agent_id) is None:
+            raise ProtocolError("unknown_agent", "that agent is not logged in", msg.id)
+        await self.desk.run(lambda: self.desk.engine.set_agent_status(agent_id, msg.status))
+        async with self.rt.db.session() as db:
+            await Audit(db).append(self.rt.clock.now(), conn.identity.username, "supervisor.agent_status", None,
+                                   {"agent_id": msg.agent_id, "status": msg.status})
+        return ack(msg, agent_id=msg.agent_id, status=self.desk.agent_status(msg.agent_id))
 
     def _ice_servers(self) -> list[dict[str, Any]]:
         return [s.model_dump(exclude_none=True) for s in self.rt.settings.ice_servers]

@@ -66,6 +66,10 @@ async def test_create_session_and_read_it_back(any_db_server):
                                headers=bearer(token))).json()
         assert listing["total"] == 1 and listing["items"][0]["session_id"] == created["session_id"]
         stats = (await h.get("/api/v1/queue/stats", headers=bearer(token))).json()
+        assert stats["services"]["risk_assessment"]["waiting"] == 0, "not waiting until the customer is there"
+        async with srv.connect(created["join_token"]) as customer:
+            await customer.request({"type": "hello"})
+            stats = (await h.get("/api/v1/queue/stats", headers=bearer(token))).json()
         assert stats["services"]["risk_assessment"]["waiting"] == 1
 
 

@@ -10,6 +10,9 @@ async def test_restart_keeps_sessions_accounts_and_queue(tmp_path, database_url)
     async with run_server(data, database_url) as srv:
         first = await srv.create_session("account_opening")
         second = await srv.create_session("account_opening", priority=5)
+        for created in (first, second):
+            async with srv.connect(created["join_token"]) as c:
+                await c.request({"type": "hello"})
         admin = await srv.login("admin")
         async with srv.http() as h:
             r = await h.post("/api/v1/admin/agents", headers={"Authorization": f"Bearer {admin}"},

@@ -51,3 +51,10 @@ def pool():
     asyncio.run(p.start())
     yield p
     p.close()
+
+
+@pytest.fixture(scope="session")
+def puppet(astro_frame_bgr, astro_landmarks):
+    from vbranch.facecheck.testing import Puppet
+
+    return Puppet(astro_frame_bgr, astro_landmarks)

@@ -101,3 +101,18 @@ def test_error_survives_pickling():
     assert (err.code, err.message, str(err)) == ("no_face", "nothing there", "nothing there")
     with pytest.raises(ValueError):
         ReferencePhotoError("bogus", "x")
+
+
+def test_exif_orientation_is_applied(astro):
+    import io
+
+    from PIL import Image
+
+    # store the photo lying on its side with an EXIF tag saying "rotate 90° clockwise to view"
+    sideways = Image.fromarray(np.ascontiguousarray(astro[:, :, ::-1])).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    sideways.save(buf, "JPEG", quality=92, exif=exif)
+    ref = analyse_reference(buf.getvalue())
+    assert ref.face_px >= 80

@@ -21,7 +21,9 @@ async def test_customer_gets_welcome_then_queue_update_and_agent_gets_welcome(se
         assert len(welcome["resume_token"]) >= 20
         update = await customer.recv()
         assert update["type"] == "queue.update"
-        assert update["position"] == 1 and update["estimated_wait_s"] > 0
+        assert update["position"] == 1
+        # nobody staffed yet: no estimate, and the customer is told why
+        assert update["estimated_wait_s"] is None and update["notice"] == "no_agents"
 
     token = await server.login("agent1")
     async with server.connect(token) as agent:
@@ -41,7 +43,7 @@ async def _expect_error(client, message, code):
     reply = await client.request(message) if isinstance(message, dict) else None
     if reply is None:
         await client.send(message)
-        reply = await client.recv()
+        reply = await client.recv_type("error")
     assert reply["type"] == "error", reply
     assert reply["code"] == code, reply
     assert reply["message"]

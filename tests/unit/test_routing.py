@@ -285,7 +285,7 @@ def test_decline_keeps_place_and_agent_is_not_reoffered_during_cooldown(clock):
     assert e.queue("loan") == ["s1", "s2"]  # s1 kept its place
     e.decline("a", "s2")
     assert e.agent("a").state is A.AVAILABLE  # both cooling down
-    assert e.next_deadline() == clock.now() + 15 - 0  # s1's cooldown ends first (declined 0 s ago... )
+    assert e.next_deadline() == clock.now() + 30  # when the cooldowns end
 
 
 def test_decline_cooldown_end_reoffers(clock):
@@ -532,19 +532,39 @@ def test_estimated_wait_uses_default_then_moving_average_and_staffing(clock):
     for i in range(4):
         e.enqueue(f"s{i}", "loan")
     assert e.position("s3").estimated_wait_s is None  # nobody staffed
-    e.agent_login("a", {"loan": 1}, status="away")
-    e.agent_login("b", {"loan": 1}, status="away")
-    assert e.position("s3") == PositionUpdate("s3", "loan", 4, 360)  # 180 * 4 / 2 staffed (away = not)
-    e.set_agent_status("a", "available")  # takes s0 -> s3 is third; 1 staffed agent
-    assert e.position("s3") == PositionUpdate("s3", "loan", 4, 720)  # offered s0 still counts
+    e.agent_login("away", {"loan": 1}, status="away")
+    assert e.position("s3").estimated_wait_s is None  # away is not staffed
+    e.agent_login("a", {"loan": 1}, status="available")  # takes s0
+    assert e.position("s3") == PositionUpdate("s3", "loan", 4, 720)  # offered s0 still counts; 180 * 4 / 1
     e.accept("a", "s0")
     assert e.position("s3") == PositionUpdate("s3", "loan", 3, 540)
     clock.advance(60)
-    e.end_call("a")  # handle time 60 s (no wrap-up)
-    # a took s1 at once; moving average of [60] = 60
-    assert e.position("s3") == PositionUpdate("s3", "loan", 3, 180)
+    e.end_call("a")  # handle time 60 s (no wrap-up); a takes s1 at once
+    assert e.position("s3") == PositionUpdate("s3", "loan", 3, 180)  # moving average [60]
+    e.agent_login("b", {"loan": 1}, status="available")  # takes s2; 2 staffed
+    assert e.position("s3") == PositionUpdate("s3", "loan", 3, 90)
+
+
+def test_estimated_wait_is_rounded_up_to_the_granularity(clock):
+    e = engine(clock, eta_granularity_s=5)
+    e.agent_login("a", {"loan": 1}, status="away")
+    e.agent_login("b", {"loan": 1}, status="away")
+    e.agent_login("c", {"loan": 1}, status="available")
+    e.set_agent_status("a", "available")
     e.set_agent_status("b", "available")
-    assert e.position("s3").estimated_wait_s == 60 * 3 // 2
+    e.enqueue("busy1", "loan")
+    e.enqueue("busy2", "loan")
+    e.enqueue("busy3", "loan")
+    for aid in ("a", "b", "c"):
+        e.accept(aid, e.agent(aid).session_id)
+    e.enqueue("s", "loan")
+    assert e.position("s").estimated_wait_s == 60  # 180 * 1 / 3 = 60
+    e.agent_login("d", {"loan": 1}, status="away")
+    e.set_agent_status("d", "available")  # takes s -> 4 staffed: 180 / 4 = 45
+    assert e.position("s").estimated_wait_s == 45
+    e.agent_login("e", {"loan": 1}, status="away")
+    e.set_agent_status("e", "available")  # 5 staffed: 36 -> 40
+    assert e.position("s").estimated_wait_s == 40
 
 
 def test_not_responding_agents_count_as_staffed(clock):
@@ -559,7 +579,9 @@ def test_not_responding_agents_count_as_staffed(clock):
 
 def test_changed_positions_reports_only_changes(clock):
     e = engine(clock, eta_granularity_s=1)
-    e.agent_login("a", {"loan": 1}, status="away")
+    e.agent_login("a", {"loan": 1}, status="available")
+    e.enqueue("first", "loan")
+    e.accept("a", "first")  # a is busy: one staffed agent
     for i in range(4):
         e.enqueue(f"s{i}", "loan")
     first = e.changed_positions()
@@ -570,7 +592,7 @@ def test_changed_positions_reports_only_changes(clock):
     assert [(u.session_id, u.position) for u in e.changed_positions()] == [("s3", 3)]
     e.enqueue("s4", "loan")
     assert [(u.session_id, u.position) for u in e.changed_positions()] == [("s4", 4)]
-    e.agent_login("b", {"loan": 1}, status="away")  # staffing changes every estimate
+    e.agent_login("b", {"loan": 1}, status="available")  # takes s0; staffing changes every estimate
     assert {u.session_id for u in e.changed_positions()} == {"s0", "s1", "s3", "s4"}
     e.agent_login("c", {"other": 1}, status="away")  # cannot serve loan: no change
     assert e.changed_positions() == []
@@ -717,4 +739,3 @@ def test_relogin_updates_skills(clock):
     e.agent_login("a", {"loan": 1}, status="available")
     e.enqueue("s", "loan")
     assert offers(e.agent_login("a", {"loan": 3})) == [("s", "a")]
-```

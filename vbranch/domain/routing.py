@@ -185,7 +185,7 @@ class _Service:
         r = 0
         afters = self.afters
         for i in range(1, len(afters)):
-            if enq + afters[i] <= now:
+            if enq + afters[i] < now:
                 r = i
             else:
                 break
@@ -420,7 +420,7 @@ class RoutingEngine:
             a.pending_away = status == "away"
         elif st is A.WRAP_UP:
             a.pending_away = status == "away"
-            self._end_wrapup(a, now, events)
+            self._end_wrapup(a, min(now, a.until if a.until is not None else now), events)
         elif status == "away":
             if st is A.OFFERED:
                 self._revoke(a, "agent_left", now, events)

@@ -38,6 +38,7 @@ class Models:
 
 _models: Models | None = None
 _lock = threading.Lock()
+_pil_lock = threading.Lock()
 
 
 def load_models() -> Models:
@@ -139,7 +140,7 @@ def decode_image(image_bytes: bytes, *, max_pixels: int = 40_000_000) -> np.ndar
     from PIL import Image, ImageFile, ImageOps
 
     try:
-        with warnings.catch_warnings(), _lock:
+        with warnings.catch_warnings(), _pil_lock:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # face_recognition switches on LOAD_TRUNCATED_IMAGES globally; a cut-off
             # reference photo must be refused, not padded with grey

@@ -118,7 +118,8 @@ def piecewise_affine_field(
     for k, tri in enumerate(tris):
         d = dst[tri].astype(np.float32)
         s = src[tri].astype(np.float32)
-        area = abs(float(np.cross(d[1] - d[0], d[2] - d[0])))
+        e1, e2 = d[1] - d[0], d[2] - d[0]
+        area = abs(float(e1[0] * e2[1] - e1[1] * e2[0]))
         if area < 1e-3:
             continue
         mats[k] = cv2.getAffineTransform(d, s)  # output (dst) pixel -> input (src) pixel
@@ -311,3 +312,64 @@ class PuppetCamera:
             n += 1
             delay = start + n / self.fps - time.monotonic()
             await asyncio.sleep(max(0.0, delay))
+
+
+def puppet_video_track(camera: PuppetCamera):
+    """An aiortc VideoStreamTrack playing ``camera`` (for tests over a real peer
+    connection): add it to the customer's RTCPeerConnection and route the server's
+    facecheck.challenge messages to ``camera.send_challenge``."""
+    import time
+
+    import av
+    from aiortc import VideoStreamTrack
+
+    class PuppetTrack(VideoStreamTrack):
+        kind = "video"
+
+        async def recv(self):
+            pts, time_base = await self.next_timestamp()
+            frame = av.VideoFrame.from_ndarray(camera.frame_at(time.monotonic()), format="bgr24")
+            frame.pts = pts
+            frame.time_base = time_base
+            return frame
+
+    return PuppetTrack()
+
+
+def puppet_clip(
+    puppet: Puppet,
+    sequence: tuple[str | None, ...] = (None, "blink", "turn_left", "open_mouth", "turn_right"),
+    fps: float = 15.0,
+    action_s: float = 1.2,
+    gap_s: float = 0.6,
+) -> list[np.ndarray]:
+    """Frames of the puppet performing ``sequence`` in turn (None = hold still),
+    e.g. to write a fake-camera file with write_y4m."""
+    frames = []
+    for action in sequence:
+        n = round((action_s + gap_s) * fps)
+        for i in range(n):
+            t = i / fps
+            frames.append(puppet.render(action, action_envelope(t, action_s) if action else 0.0))
+    return frames
+
+
+def write_y4m(path, frames, fps: float = 15.0) -> int:
+    """Write BGR frames as YUV4MPEG2 (C420jpeg), the format Chromium's
+    --use-file-for-fake-video-capture reads.  Returns the number of frames."""
+    import cv2
+    from fractions import Fraction
+
+    rate = Fraction(fps).limit_denominator(1001)
+    count = 0
+    with open(path, "wb") as fh:
+        for frame in frames:
+            h, w = frame.shape[:2]
+            if count == 0:
+                if w % 2 or h % 2:
+                    raise ValueError("frame width and height must be even")
+                fh.write(f"YUV4MPEG2 W{w} H{h} F{rate.numerator}:{rate.denominator} Ip A1:1 C420jpeg\n".encode())
+            fh.write(b"FRAME\n")
+            fh.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+            count += 1
+    return count

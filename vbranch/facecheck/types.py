@@ -117,7 +117,24 @@ class LivenessResult:
 @dataclass
 class FaceCheckResult:
     """Outcome of one face check.  ``to_dict()`` gives the JSON the agent and the
-    FaceCheck row need (match, distance, threshold, liveness, reasons ...)."""
+    FaceCheck row need (match, distance, threshold, liveness, reasons ...).
+
+    ``reasons`` (empty when all is well), in this order when several apply:
+
+    - ``no_face``: no frame showed a face, so no identity decision;
+    - ``insufficient_frames``: faces seen, but fewer than identity_min_frames
+      single, near-frontal faces could be encoded;
+    - ``mismatch``: enough frames, and the majority was beyond the threshold;
+    - ``multiple_faces``: at least one sampled frame showed more than one face
+      (those frames are left out of the identity vote);
+    - ``liveness_failed``: at least one challenge was not performed (see each
+      challenge's reason: no_action, static, wrong_direction, no_face, no_frames);
+    - ``static_image``: besides, the landmarks hardly moved at all over the
+      whole check: a photo or a frozen video;
+    - ``timeout``: the video stalled (no frame for frame_timeout_s) or ended
+      before the check was complete;
+    - ``engine_error``: a worker failed; the check was cut short.
+    """
 
     match: bool
     distance: float | None  # median distance over the identity frames used
