@@ -113,6 +113,7 @@ class WsClient:
     def __init__(self, url: str) -> None:
         self.url = url
         self.ws: websockets.ClientConnection | None = None
+        self.backlog: list[dict[str, Any]] = []  # messages skipped while waiting for something else
 
     async def __aenter__(self) -> "WsClient":
         self.ws = await websockets.connect(self.url, max_size=None, open_timeout=10)
@@ -124,14 +125,24 @@ class WsClient:
     async def send(self, message: Any) -> None:
         await self.ws.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
 
-    async def recv(self, timeout: float = 5) -> dict[str, Any]:
+    async def _next(self, timeout: float) -> dict[str, Any]:
         return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
 
+    async def recv(self, timeout: float = 5) -> dict[str, Any]:
+        if self.backlog:
+            return self.backlog.pop(0)
+        return await self._next(timeout)
+
     async def recv_type(self, mtype: str, timeout: float = 5) -> dict[str, Any]:
-        """Next message of this type, skipping others (e.g. queue updates)."""
+        """The next message of this type; others are dropped (e.g. queue updates)."""
+        for i, msg in enumerate(self.backlog):
+            if msg["type"] == mtype:
+                del self.backlog[: i + 1]
+                return msg
+        self.backlog.clear()
         async with asyncio.timeout(timeout):
             while True:
-                msg = await self.recv(timeout)
+                msg = await self._next(timeout)
                 if msg["type"] == mtype:
                     return msg
 
@@ -141,9 +152,10 @@ class WsClient:
         await self.send(message)
         async with asyncio.timeout(timeout):
             while True:
-                msg = await self.recv(timeout)
+                msg = await self._next(timeout)
                 if msg.get("ref") == message["id"]:
                     return msg
+                self.backlog.append(msg)
 
     async def closed(self, timeout: float = 5) -> tuple[int | None, str]:
         """Wait for the server to close; returns (code, reason)."""
