@@ -35,6 +35,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             yield
         finally:
             await coordinator.stop()
+            await rt.faces.aclose()
             await rt.db.close()
 
     app = FastAPI(title="vbranch", version=__version__, lifespan=lifespan,

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     wrapup_s: float = Field(30.0, ge=0)
     max_reference_photo_bytes: int = Field(5 * 1024 * 1024, gt=0)
     facecheck_threshold: float = Field(0.5, gt=0, lt=1)
+    facecheck_workers: int = Field(1, ge=1, le=16)
+    facecheck_challenge_timeout_s: float = Field(8.0, gt=0, le=60)
     log_level: str = "info"
 
     @field_validator("api_keys", mode="before")

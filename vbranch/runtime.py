@@ -8,6 +8,7 @@ from vbranch.auth import TokenService, hash_api_key
 from vbranch.clock import Clock, SystemClock
 from vbranch.config import Settings
 from vbranch.db.database import Database
+from vbranch.facecheck import FaceCheckConfig, FaceCheckPool
 from vbranch.metrics import Metrics
 
 
@@ -18,6 +19,7 @@ class Runtime:
     db: Database
     tokens: TokenService
     metrics: Metrics
+    faces: FaceCheckPool  # worker processes start on first use
     env_api_key_hashes: set[str] = field(default_factory=set)
 
     @classmethod
@@ -31,5 +33,8 @@ class Runtime:
             tokens=TokenService(settings.resolved_secret_key(), clock, settings.staff_token_ttl_s,
                                 settings.join_token_ttl_s),
             metrics=Metrics(),
+            faces=FaceCheckPool(settings.facecheck_workers, config=FaceCheckConfig(
+                threshold=settings.facecheck_threshold,
+                challenge_timeout_s=settings.facecheck_challenge_timeout_s)),
             env_api_key_hashes={hash_api_key(k) for k in settings.api_keys},
         )

@@ -15,6 +15,7 @@ from vbranch.api.errors import ApiError
 from vbranch.db.models import CustomerSession, ReferencePhoto
 from vbranch.db.repositories import Audit, Catalog, Sessions, Timeline
 from vbranch.domain.session_state import SessionState, transition
+from vbranch.facecheck import ReferencePhotoError
 from vbranch.runtime import Runtime
 
 _MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
@@ -41,6 +42,15 @@ def decode_photo(data_b64: str, max_bytes: int) -> tuple[bytes, str]:
     return raw, ctype
 
 
+async def check_reference_face(rt: Runtime, raw: bytes) -> None:
+    """One clear face, big enough, or ApiError 422 `invalid_photo` naming the reason."""
+    try:
+        await rt.faces.analyse_reference(raw)
+    except ReferencePhotoError as exc:
+        raise ApiError(422, "invalid_photo", exc.message,
+                       {"reason": exc.code}) from None
+
+
 class SessionService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -48,6 +58,8 @@ class SessionService:
     async def create(self, *, service: str, channel: str, customer_ref: str, customer_name: str,
                      priority: int, reference_photo: str | None, created_by: str) -> tuple[CustomerSession, str]:
         photo = decode_photo(reference_photo, self.rt.settings.max_reference_photo_bytes) if reference_photo else None
+        if photo:
+            await check_reference_face(self.rt, photo[0])
         now = self.rt.clock.now()
         async with self.rt.db.session() as db:
             svc = await Catalog(db).service(service)
@@ -68,6 +80,25 @@ class SessionService:
         token, _ = self.rt.tokens.issue_join(sess.id)
         self.rt.metrics.sessions_created.labels(service, channel).inc()
         return sess, token
+
+    async def replace_reference_photo(self, session_id: str, photo_b64: str, actor: str) -> str:
+        """A new reference photo for a session (e.g. the agent scanned the customer's ID)."""
+        raw, ctype = decode_photo(photo_b64, self.rt.settings.max_reference_photo_bytes)
+        await check_reference_face(self.rt, raw)
+        digest = hashlib.sha256(raw).hexdigest()
+        now = self.rt.clock.now()
+        async with self.rt.db.session() as db:
+            row = await Sessions(db).reference_photo(session_id)
+            if row is None:
+                row = ReferencePhoto(session_id=session_id, content_type=ctype, data=raw, sha256=digest,
+                                     created_at=now)
+            else:
+                row.content_type, row.data, row.sha256, row.created_at = ctype, raw, digest, now
+            db.add(row)
+            await db.commit()
+            await Timeline(db).append(session_id, now, "reference_photo.replaced", actor, {"sha256": digest})
+            await Audit(db).append(now, actor, "session.reference_photo", session_id, {"sha256": digest})
+        return digest
 
     async def move(self, session_id: str, target: SessionState, actor: str,
                    data: dict[str, Any] | None = None, **changes: Any) -> CustomerSession:

@@ -14,9 +14,16 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def png_b64(size=(64, 64)) -> str:
+    """A valid image with no face in it."""
     buf = io.BytesIO()
     Image.new("RGB", size, (200, 150, 120)).save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def face_b64() -> str:
+    from vbranch.facecheck.testing import astronaut_bgr, encode_jpeg
+
+    return base64.b64encode(encode_jpeg(astronaut_bgr())).decode()
 
 
 async def test_login_roles_and_me(any_db_server):
@@ -54,7 +61,7 @@ async def test_services_list(any_db_server):
 
 async def test_create_session_and_read_it_back(any_db_server):
     srv = any_db_server
-    created = await srv.create_session("risk_assessment", priority=3, reference_photo=png_b64())
+    created = await srv.create_session("risk_assessment", priority=3, reference_photo=face_b64())
     assert created["join_url"].startswith(srv.runtime.settings.public_base_url + "/customer/#token=")
     token = await srv.login("supervisor")
     async with srv.http() as h:
@@ -98,6 +105,16 @@ async def test_create_session_bad_input(any_db_server, patch, code, status):
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
     assert r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("photo, reason", [(png_b64(), "no_face"), (png_b64((2000, 20)), "no_face")])
+async def test_reference_photo_without_a_usable_face(any_db_server, photo, reason):
+    body = {"service": "loan_prescreen", "channel": "h5", "customer": {"ref": "C", "name": "N"},
+            "reference_photo": photo}
+    async with any_db_server.http() as h:
+        r = await h.post("/api/v1/sessions", json=body, headers={"X-Api-Key": any_db_server.api_key})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_photo" and r.json()["error"]["details"] == {"reason": reason}
 
 
 async def test_malformed_json_body(any_db_server):

@@ -43,6 +43,10 @@ class SessionCreateIn(_In):
     reference_photo: str | None = Field(None, description="base64 JPEG or PNG (a data: URL is accepted)")
 
 
+class ReferencePhotoIn(_In):
+    photo: str = Field(description="base64 JPEG or PNG (a data: URL is accepted)")
+
+
 class SessionCreateOut(BaseModel):
     session_id: str
     join_token: str

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Query, Request
 
 from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, is_valid_api_key, require_roles
 from vbranch.api.errors import ApiError
-from vbranch.api.schemas import SessionCreateIn, SessionCreateOut, SessionOut, SessionPage, TimelineEventOut
+from vbranch.api.schemas import ReferencePhotoIn, SessionCreateIn, SessionCreateOut, SessionOut, SessionPage, TimelineEventOut
 from vbranch.auth import StaffClaims
 from vbranch.clock import utc
 from vbranch.db.models import CustomerSession
@@ -73,6 +73,18 @@ async def get_timeline(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbD
     sess = await _visible_session(session_id, staff, db)
     await Audit(db).append(rt.clock.now(), staff.username, "timeline.view", sess.id)
     return [TimelineEventOut.of(e) for e in await Timeline(db).list(sess.id)]
+
+
+@router.put("/sessions/{session_id}/reference-photo",
+            dependencies=[require_roles(Role.AGENT, Role.SUPERVISOR, Role.ADMIN)])
+async def put_reference_photo(session_id: str, body: ReferencePhotoIn, staff: StaffDep, rt: RuntimeDep,
+                              db: DbDep) -> dict:
+    """Replace the reference photo, e.g. with the customer's ID scanned during the call (the handling agent)."""
+    sess = await _visible_session(session_id, staff, db)
+    if sess.state in ("completed", "abandoned", "failed"):
+        raise ApiError(409, "invalid_state", f"the session is {sess.state}")
+    digest = await SessionService(rt).replace_reference_photo(sess.id, body.photo, staff.username)
+    return {"session_id": sess.id, "sha256": digest}
 
 
 @router.get("/queue/stats", dependencies=[require_roles(Role.SUPERVISOR, Role.ADMIN)])

@@ -185,7 +185,7 @@ class _Service:
         r = 0
         afters = self.afters
         for i in range(1, len(afters)):
-            if enq + afters[i] < now:
+            if enq + afters[i] <= now:
                 r = i
             else:
                 break
@@ -626,7 +626,8 @@ class RoutingEngine:
             s = self._sessions.get(sid)
             if s is None or s.seq != seq or s.ring_due != due:
                 continue
-            ring = s.svc.ring_at(s.enq, now)
+            # the due time of ring s.ring + 1 has come: at least that ring (never loops)
+            ring = max(s.svc.ring_at(s.enq, now), min(s.ring + 1, len(s.svc.afters) - 1))
             if ring != s.ring:
                 if s.state is QUEUED:
                     bucket = s.svc.buckets[s.ring]
@@ -813,7 +814,7 @@ class RoutingEngine:
                 seen.add(s.seq)
                 heap.append((self._gkey(s, now), s))
         self._dirty_s = []
-        heap.sort(key=lambda x: x[0])  # a sorted list is a heap
+        heap.sort(key=lambda x: x[0]); heap.reverse(); heap = [heap[0]] + sorted(heap[1:], key=lambda x: x[0]) if heap else heap  # a sorted list is a heap
         agents: dict[str, _Agent] = {}
         for a in sorted(self._dirty_a, key=lambda a: (a.idle_since, a.seq)):
             if a.state is A.AVAILABLE and self._agents.get(a.id) is a:
