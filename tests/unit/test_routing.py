@@ -106,7 +106,8 @@ def test_equal_effective_priority_goes_to_the_longer_wait(clock):
     assert e.queue("loan") == ["p0", "p2"]
 
 
-def test_across_services_the_agent_takes_the_higher_effective_priority(clock):
+@pytest.mark.parametrize("waited, expected", [(60, "loan9"), (120, "risk0")])
+def test_across_services_the_agent_takes_the_higher_effective_priority(clock, waited, expected):
     e = engine(
         clock,
         {"code": "loan", "required_skills": {"loan": 1}, "aging_points_per_min": 0},
@@ -114,19 +115,8 @@ def test_across_services_the_agent_takes_the_higher_effective_priority(clock):
     )
     e.enqueue("loan9", "loan", 9)
     e.enqueue("risk0", "risk", 0)
-    clock.advance(60)  # risk0: 0 + 6 = 6 < 9
-    ev = e.agent_login("a", {"loan": 1, "risk": 1}, status="available")
-    assert offers(ev) == [("loan9", "a")]
-    e.decline("a", "loan9")  # a may not take loan9 again for the cooldown
-    e2 = engine(
-        clock,
-        {"code": "loan", "required_skills": {"loan": 1}, "aging_points_per_min": 0},
-        {"code": "risk", "required_skills": {"risk": 1}, "aging_points_per_min": 6.0},
-    )
-    e2.enqueue("loan9", "loan", 9)
-    e2.enqueue("risk0", "risk", 0)
-    clock.advance(120)  # risk0: 0 + 6 * 2 = 12 > 9
-    assert offers(e2.agent_login("a", {"loan": 1, "risk": 1}, status="available")) == [("risk0", "a")]
+    clock.advance(waited)  # risk0: 0 + 6/min -> 6 after 1 min (< 9), 12 after 2 min (> 9)
+    assert offers(e.agent_login("a", {"loan": 1, "risk": 1}, status="available")) == [(expected, "a")]
 
 
 # --------------------------------------------------------------------------- skills and rings
@@ -739,3 +729,25 @@ def test_relogin_updates_skills(clock):
     e.agent_login("a", {"loan": 1}, status="available")
     e.enqueue("s", "loan")
     assert offers(e.agent_login("a", {"loan": 3})) == [("s", "a")]
+
+
+def test_nothing_to_do_means_no_deadline(clock):
+    e = engine(clock)
+    assert e.next_deadline() is None
+    e.agent_login("a", {"loan": 1}, status="available")
+    e.enqueue("s", "loan")
+    e.accept("a", "s")
+    assert e.next_deadline() is None  # a call has no timer
+
+
+def test_position_report_bookkeeping_stays_bounded(clock):
+    e = engine(clock)
+    e.enqueue("keep", "loan")
+    for i in range(3000):
+        e.enqueue(f"s{i}", "loan", 9)  # ahead of "keep": its position changes every time
+        e.changed_positions()
+        e.abandon(f"s{i}")
+        e.changed_positions()
+    assert len(e._report_heap) <= 4 * 1 + 1024
+    clock.advance(10)
+    assert [u.session_id for u in e.due_position_updates(10)] == ["keep"]

@@ -2,7 +2,10 @@
 
 Time comes only from the injected ``Clock``. Every operation returns the list of
 events it caused, in causal order; an operation that raises ``RoutingError``
-changed nothing. Rules and data types are in ``routing_model``.
+changed nothing. Data types (rules, events, views, errors) are in
+``routing_model``, the internal indexes in ``routing_index``, the read side
+(positions, stats, service status) in ``routing_queries``; import everything
+from here.
 
 Definitions
 -----------
@@ -86,14 +89,13 @@ Timers
 from __future__ import annotations
 
 import itertools
-import math
 from bisect import bisect_left, insort
-from collections import deque
 from collections.abc import Iterable, Mapping
 from heapq import heappop, heappush
 from typing import Any
 
 from vbranch.clock import Clock
+from vbranch.domain.routing_index import Agent, Pool, Service, Session, check_skills
 from vbranch.domain.routing_model import (
     STAFFED_STATES,
     AgentState,
@@ -117,6 +119,7 @@ from vbranch.domain.routing_model import (
     SessionView,
     WaitingSession,
 )
+from vbranch.domain.routing_queries import RoutingQueries
 from vbranch.domain.session_state import SessionState
 
 __all__ = [
@@ -130,130 +133,8 @@ A = AgentState
 QUEUED, OFFERED = SessionState.QUEUED, SessionState.OFFERED
 NEVER = float("-inf")
 
-# sorted-list entries (tuples compare in C; the unique sequence number keeps the id out of it)
-# queue/bucket entry: (key, enqueued_at, seq, session_id)
-# by-age entry:       (enqueued_at, seq, session_id)
-# pool entry:         (idle_since, -score, agent_seq, agent_id)
 
-
-class _Pool:
-    """Available agents meeting one requirement, longest idle first."""
-
-    __slots__ = ("req", "agents", "buckets")
-
-    def __init__(self, req: tuple[tuple[str, int], ...]) -> None:
-        self.req = req
-        self.agents: list[tuple[float, int, int, str]] = []
-        self.buckets: list[tuple[_Service, int]] = []
-
-
-class _Service:
-    __slots__ = (
-        "rules", "code", "aging", "afters", "pools", "buckets", "queue", "by_age", "offered",
-        "handle_times", "answered", "abandoned", "answered_total", "abandoned_total",
-        "staffed", "available", "pos_dirty",
-    )
-
-    def __init__(self, rules: ServiceRules) -> None:
-        self.rules = rules
-        self.code = rules.code
-        self.aging = rules.aging_points_per_min / 60.0  # points per second
-        base = tuple(sorted(rules.required_skills.items()))
-        rings = [(r.after_s, tuple((s, r.min_proficiency) for s, _ in base)) for r in rules.escalation]
-        if not rings or rings[0][0] > 0:
-            rings.insert(0, (0.0, base))
-        self.afters = [after for after, _ in rings]
-        self.pools: list[Any] = [req for _, req in rings]  # requirement tuples until _rebuild
-        self.buckets: list[list[tuple[float, float, int, str]]] = [[] for _ in rings]
-        self.queue: list[tuple[float, float, int, str]] = []
-        self.by_age: list[tuple[float, int, str]] = []
-        self.offered = 0
-        self.handle_times: deque[float] = deque(maxlen=rules.handle_time_samples)
-        self.answered: deque[tuple[float, float]] = deque()  # (at, waited_s)
-        self.abandoned: deque[float] = deque()
-        self.answered_total = 0
-        self.abandoned_total = 0
-        self.staffed = 0
-        self.available = 0
-        self.pos_dirty: int | None = None
-
-    def key(self, priority: int, enq: float, seq: int, sid: str) -> tuple[float, float, int, str]:
-        k = enq - priority / self.aging if self.aging > 0 else -float(priority)
-        return (k, enq, seq, sid)
-
-    def ring_at(self, enq: float, now: float) -> int:
-        r = 0
-        afters = self.afters
-        for i in range(1, len(afters)):
-            if enq + afters[i] <= now:
-                r = i
-            else:
-                break
-        return r
-
-    def aht(self) -> float:
-        h = self.handle_times
-        return sum(h) / len(h) if h else self.rules.default_handle_time_s
-
-    def dirty(self, index: int) -> None:
-        if self.pos_dirty is None or index < self.pos_dirty:
-            self.pos_dirty = index
-
-
-class _Session:
-    __slots__ = ("sid", "svc", "priority", "enq", "seq", "entry", "ring", "ring_due", "state",
-                 "agent", "excluded")
-
-    def __init__(self, sid: str, svc: _Service, priority: int, enq: float, seq: int) -> None:
-        self.sid = sid
-        self.svc = svc
-        self.priority = priority
-        self.enq = enq
-        self.seq = seq
-        self.entry = svc.key(priority, enq, seq, sid)
-        self.ring = 0
-        self.ring_due: float | None = None
-        self.state = QUEUED
-        self.agent: str | None = None
-        self.excluded: dict[str, float] | None = None  # agent id -> until (declines)
-
-
-class _Agent:
-    __slots__ = ("id", "skills", "seq", "state", "since", "until", "idle_since", "quals", "buckets",
-                 "services", "offer_sid", "call_sid", "call_service", "connected_at", "token",
-                 "pending_away")
-
-    def __init__(self, agent_id: str, skills: dict[str, int], seq: int, now: float) -> None:
-        self.id = agent_id
-        self.skills = skills
-        self.seq = seq
-        self.state = A.OFFLINE
-        self.since = now
-        self.until: float | None = None
-        self.idle_since = now
-        self.quals: list[tuple[_Pool, int]] = []  # (pool, -score)
-        self.buckets: list[tuple[_Service, list]] = []
-        self.services: list[_Service] = []
-        self.offer_sid: str | None = None
-        self.call_sid: str | None = None
-        self.call_service: str | None = None
-        self.connected_at = now
-        self.token = 0
-        self.pending_away = False
-
-
-def _check_skills(skills: Mapping[str, int]) -> dict[str, int]:
-    if not isinstance(skills, Mapping):
-        raise RoutingError("invalid_argument", "skills must be a mapping skill -> proficiency")
-    out = {}
-    for skill, level in skills.items():
-        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5:
-            raise RoutingError("invalid_argument", f"proficiency of {skill!r} must be 1-5")
-        out[str(skill)] = level
-    return out
-
-
-class RoutingEngine:
+class RoutingEngine(RoutingQueries):
     """The queue, the agents and the matching between them. Not thread-safe: one caller."""
 
     def __init__(
@@ -267,18 +148,18 @@ class RoutingEngine:
         self._clock = clock
         self.stats_window_s = float(stats_window_s)
         self.eta_granularity_s = float(eta_granularity_s)
-        self._services: dict[str, _Service] = {}
-        self._pools: dict[tuple[tuple[str, int], ...], _Pool] = {}
-        self._agents: dict[str, _Agent] = {}
-        self._sessions: dict[str, _Session] = {}
+        self._services: dict[str, Service] = {}
+        self._pools: dict[tuple[tuple[str, int], ...], Pool] = {}
+        self._agents: dict[str, Agent] = {}
+        self._sessions: dict[str, Session] = {}
         self._seq = itertools.count()
         self._agent_seq = itertools.count()
         self._n = itertools.count()
-        self._timers: list[tuple[float, int, str, _Agent, int]] = []  # offer / wrap-up ends
+        self._timers: list[tuple[float, int, str, Agent, int]] = []  # offer / wrap-up ends
         self._ring_heap: list[tuple[float, int, str]] = []
         self._excl_heap: list[tuple[float, int, str]] = []
-        self._dirty_s: list[_Session] = []
-        self._dirty_a: list[_Agent] = []
+        self._dirty_s: list[Session] = []
+        self._dirty_a: list[Agent] = []
         self._counts: dict[AgentState, int] = {s: 0 for s in AgentState if s is not A.OFFLINE}
         self._last_report: dict[str, tuple[int, int | None]] = {}
         self._reported_at: dict[str, tuple[float, int]] = {}
@@ -294,7 +175,7 @@ class RoutingEngine:
         now = self._clock.now()
         self._advance(now)
         events: list[Event] = []
-        svc = _Service(rules)
+        svc = Service(rules)
         old = self._services.get(rules.code)
         self._services[rules.code] = svc
         if old is not None:
@@ -328,12 +209,12 @@ class RoutingEngine:
                 self._pool_remove(a)
         self._pools = {}
         for svc in self._services.values():
-            reqs = [p.req if isinstance(p, _Pool) else p for p in svc.pools]
+            reqs = [p.req if isinstance(p, Pool) else p for p in svc.pools]
             svc.pools = []
             for i, req in enumerate(reqs):
                 pool = self._pools.get(req)
                 if pool is None:
-                    pool = self._pools[req] = _Pool(req)
+                    pool = self._pools[req] = Pool(req)
                 pool.buckets.append((svc, i))
                 svc.pools.append(pool)
             svc.staffed = svc.available = 0
@@ -347,7 +228,7 @@ class RoutingEngine:
                 self._pool_add(a)
                 self._dirty_a.append(a)
 
-    def _qualify(self, a: _Agent) -> None:
+    def _qualify(self, a: Agent) -> None:
         skills = a.skills
         a.quals = []
         a.buckets = []
@@ -359,16 +240,10 @@ class RoutingEngine:
                 ok.add(id(pool))
         a.services = [svc for svc in self._services.values() if any(id(p) in ok for p in svc.pools)]
 
-    def _service(self, code: str) -> _Service:
-        svc = self._services.get(code)
-        if svc is None:
-            raise RoutingError("unknown_service", f"no service {code!r}")
-        return svc
-
     # ------------------------------------------------------------------ agents
     def agent_login(self, agent_id: str, skills: Mapping[str, int], *, status: str = "away") -> list[Event]:
         """Log in (state away, or available). Already logged in: update skills, keep state."""
-        skills = _check_skills(skills)
+        skills = check_skills(skills)
         if status not in ("away", "available"):
             raise RoutingError("invalid_argument", "status must be available or away")
         now = self._clock.now()
@@ -376,7 +251,7 @@ class RoutingEngine:
         events: list[Event] = []
         a = self._agents.get(agent_id)
         if a is None:
-            a = _Agent(agent_id, skills, next(self._agent_seq), now)
+            a = Agent(agent_id, skills, next(self._agent_seq), now)
             self._agents[agent_id] = a
             self._qualify(a)
             self._change(a, A.AVAILABLE if status == "available" else A.AWAY, now, events)
@@ -646,7 +521,7 @@ class RoutingEngine:
             if s.state is QUEUED:
                 self._dirty_s.append(s)
 
-    def _schedule_ring(self, s: _Session) -> None:
+    def _schedule_ring(self, s: Session) -> None:
         afters = s.svc.afters
         if s.ring + 1 < len(afters):
             s.ring_due = s.enq + afters[s.ring + 1]
@@ -655,8 +530,8 @@ class RoutingEngine:
             s.ring_due = None
 
     # ------------------------------------------------------------------ core moves
-    def _insert(self, sid: str, svc: _Service, priority: int, enq: float, now: float) -> None:
-        s = _Session(sid, svc, priority, enq, next(self._seq))
+    def _insert(self, sid: str, svc: Service, priority: int, enq: float, now: float) -> None:
+        s = Session(sid, svc, priority, enq, next(self._seq))
         self._sessions[sid] = s
         i = bisect_left(svc.queue, s.entry)
         svc.queue.insert(i, s.entry)
@@ -667,7 +542,7 @@ class RoutingEngine:
         insort(svc.buckets[s.ring], s.entry)
         self._dirty_s.append(s)
 
-    def _forget(self, s: _Session) -> None:
+    def _forget(self, s: Session) -> None:
         """Take a waiting session out of every structure (the caller handles its agent)."""
         svc = s.svc
         if s.state is QUEUED:
@@ -683,7 +558,7 @@ class RoutingEngine:
         self._reported_at.pop(s.sid, None)
         s.state = SessionState.COMPLETED  # anything but queued/offered: stale references see it
 
-    def _revoke(self, a: _Agent, reason: RevokeReason, now: float, events: list[Event]) -> None:
+    def _revoke(self, a: Agent, reason: RevokeReason, now: float, events: list[Event]) -> None:
         """The agent's offer is withdrawn; the session goes back to its place."""
         s = self._sessions[a.offer_sid]  # type: ignore[index]
         events.append(OfferRevoked(s.sid, a.id, reason))
@@ -694,7 +569,7 @@ class RoutingEngine:
         insort(s.svc.buckets[s.ring], s.entry)
         self._dirty_s.append(s)
 
-    def _offer(self, s: _Session, a: _Agent, now: float, events: list[Event]) -> None:
+    def _offer(self, s: Session, a: Agent, now: float, events: list[Event]) -> None:
         svc = s.svc
         bucket = svc.buckets[s.ring]
         del bucket[bisect_left(bucket, s.entry)]
@@ -708,7 +583,7 @@ class RoutingEngine:
         self._change(a, A.OFFERED, now, events, until)
         events.append(OfferMade(s.sid, a.id, svc.code, until))
 
-    def _end_wrapup(self, a: _Agent, t: float, events: list[Event]) -> None:
+    def _end_wrapup(self, a: Agent, t: float, events: list[Event]) -> None:
         self._record_handle(a, t)
         a.call_sid = None
         a.call_service = None
@@ -717,13 +592,13 @@ class RoutingEngine:
         a.pending_away = False
         self._change(a, target, t, events)
 
-    def _record_handle(self, a: _Agent, t: float) -> None:
+    def _record_handle(self, a: Agent, t: float) -> None:
         svc = self._services.get(a.call_service or "")
         if svc is not None:
             svc.handle_times.append(max(0.0, t - a.connected_at))
             svc.pos_dirty = 0
 
-    def _change(self, a: _Agent, new: AgentState, now: float, events: list[Event],
+    def _change(self, a: Agent, new: AgentState, now: float, events: list[Event],
                 until: float | None = None) -> None:
         old = a.state
         if old is new:
@@ -752,26 +627,26 @@ class RoutingEngine:
             self._dirty_a.append(a)
         events.append(AgentStateChanged(a.id, old, new, until))
 
-    def _pool_add(self, a: _Agent) -> None:
+    def _pool_add(self, a: Agent) -> None:
         t, seq, aid = a.idle_since, a.seq, a.id
         for pool, neg in a.quals:
             insort(pool.agents, (t, neg, seq, aid))
 
-    def _pool_remove(self, a: _Agent) -> None:
+    def _pool_remove(self, a: Agent) -> None:
         t, seq, aid = a.idle_since, a.seq, a.id
         for pool, neg in a.quals:
             lst = pool.agents
             del lst[bisect_left(lst, (t, neg, seq, aid))]
 
     # ------------------------------------------------------------------ dispatch
-    def _gkey(self, s: _Session, now: float) -> tuple[float, float, float, int]:
+    def _gkey(self, s: Session, now: float) -> tuple[float, float, float, int]:
         """Global dispatch key (smaller first): effective priority at now, then the service key."""
         k, enq, seq, _ = s.entry
         aging = s.svc.aging
         eff = aging * (now - k) if aging > 0 else float(s.priority)
         return (-eff, k, enq, seq)
 
-    def _find_agent(self, s: _Session, now: float) -> _Agent | None:
+    def _find_agent(self, s: Session, now: float) -> Agent | None:
         """The longest-idle available agent eligible for the session."""
         lst = s.svc.pools[s.ring].agents
         ex = s.excluded
@@ -782,7 +657,7 @@ class RoutingEngine:
                 return self._agents[e[3]]
         return None
 
-    def _best_session(self, a: _Agent, now: float) -> tuple[tuple[float, float, float, int], _Session] | None:
+    def _best_session(self, a: Agent, now: float) -> tuple[tuple[float, float, float, int], Session] | None:
         """The first session in dispatch order the agent is eligible for."""
         best = None
         sessions = self._sessions
@@ -807,20 +682,20 @@ class RoutingEngine:
         """
         if not self._dirty_s and not self._dirty_a:
             return
-        heap: list[tuple[tuple[float, float, float, int], _Session]] = []
+        heap: list[tuple[tuple[float, float, float, int], Session]] = []
         seen: set[int] = set()
         for s in self._dirty_s:
             if s.state is QUEUED and s.seq not in seen and self._sessions.get(s.sid) is s:
                 seen.add(s.seq)
                 heap.append((self._gkey(s, now), s))
         self._dirty_s = []
-        heap.sort(key=lambda x: x[0]); heap.reverse(); heap = [heap[0]] + sorted(heap[1:], key=lambda x: x[0]) if heap else heap  # a sorted list is a heap
-        agents: dict[str, _Agent] = {}
+        heap.sort(key=lambda x: x[0])  # a sorted list is a heap
+        agents: dict[str, Agent] = {}
         for a in sorted(self._dirty_a, key=lambda a: (a.idle_since, a.seq)):
             if a.state is A.AVAILABLE and self._agents.get(a.id) is a:
                 agents[a.id] = a
         self._dirty_a = []
-        cache: dict[str, tuple[tuple[float, float, float, int], _Session]] = {}
+        cache: dict[str, tuple[tuple[float, float, float, int], Session]] = {}
         while True:
             top = None
             while heap:
@@ -854,13 +729,13 @@ class RoutingEngine:
             self._offer(s, x, now, events)
 
     # ------------------------------------------------------------------ lookups
-    def _agent(self, agent_id: str) -> _Agent:
+    def _agent(self, agent_id: str) -> Agent:
         a = self._agents.get(agent_id)
         if a is None:
             raise RoutingError("unknown_agent", f"agent {agent_id!r} is not logged in")
         return a
 
-    def _offered(self, agent_id: str, session_id: str) -> _Agent:
+    def _offered(self, agent_id: str, session_id: str) -> Agent:
         a = self._agent(agent_id)
         if a.state is not A.OFFERED or a.offer_sid != session_id:
             if session_id not in self._sessions:
@@ -869,140 +744,3 @@ class RoutingEngine:
         if a.until is not None and self._clock.now() >= a.until:
             raise RoutingError("offer_expired", f"the offer of {session_id!r} to {agent_id!r} expired")
         return a
-
-    # ------------------------------------------------------------------ queries
-    def agent(self, agent_id: str) -> AgentView | None:
-        a = self._agents.get(agent_id)
-        if a is None:
-            return None
-        return AgentView(a.id, a.state, a.since, dict(a.skills), a.offer_sid or a.call_sid, a.until,
-                         a.idle_since, a.pending_away)
-
-    def agents(self) -> list[AgentView]:
-        return [v for aid in self._agents if (v := self.agent(aid)) is not None]
-
-    def session(self, session_id: str) -> SessionView | None:
-        """A waiting (queued or offered) session; None once connected, left or unknown."""
-        s = self._sessions.get(session_id)
-        if s is None:
-            return None
-        return SessionView(s.sid, s.svc.code, s.priority, s.enq, s.state, s.agent, s.ring,
-                           bisect_left(s.svc.queue, s.entry) + 1)
-
-    def waiting_sessions(self) -> list[WaitingSession]:
-        """Every waiting session in enqueue order: what restore() needs after a restart."""
-        ss = sorted(self._sessions.values(), key=lambda s: s.seq)
-        return [WaitingSession(s.sid, s.svc.code, s.priority, s.enq) for s in ss]
-
-    def queue(self, service: str) -> list[str]:
-        """The service's waiting sessions in dispatch order (position 1 first)."""
-        return [e[3] for e in self._service(service).queue]
-
-    def _eta(self, position: int, aht: float, staffed: int) -> int | None:
-        if staffed <= 0:
-            return None
-        raw = aht * position / staffed
-        g = self.eta_granularity_s
-        return int(math.ceil(raw / g) * g) if g > 0 else int(math.ceil(raw))
-
-    def position(self, session_id: str) -> PositionUpdate | None:
-        """Current position and estimated wait of a waiting session (None if not waiting)."""
-        s = self._sessions.get(session_id)
-        if s is None:
-            return None
-        svc = s.svc
-        pos = bisect_left(svc.queue, s.entry) + 1
-        return PositionUpdate(s.sid, svc.code, pos, self._eta(pos, svc.aht(), svc.staffed))
-
-    def _reported(self, sid: str, val: tuple[int, int | None], now: float) -> None:
-        self._last_report[sid] = val
-        n = next(self._n)
-        self._reported_at[sid] = (now, n)
-        heappush(self._report_heap, (now, n, sid))
-
-    def changed_positions(self) -> list[PositionUpdate]:
-        """Sessions whose (position, estimated wait) changed since last reported (or never were);
-        they count as reported now. Cost is proportional to the part of each queue that moved."""
-        now = self._clock.now()
-        out: list[PositionUpdate] = []
-        last = self._last_report
-        for svc in self._services.values():
-            start = svc.pos_dirty
-            if start is None:
-                continue
-            svc.pos_dirty = None
-            q = svc.queue
-            aht, staffed, code = svc.aht(), svc.staffed, svc.code
-            for idx in range(start, len(q)):
-                sid = q[idx][3]
-                val = (idx + 1, self._eta(idx + 1, aht, staffed))
-                if last.get(sid) != val:
-                    self._reported(sid, val, now)
-                    out.append(PositionUpdate(sid, code, val[0], val[1]))
-        return out
-
-    def due_position_updates(self, max_age_s: float = 10.0) -> list[PositionUpdate]:
-        """Sessions last reported max_age_s ago or more, with their current values (re-reported now)."""
-        now = self._clock.now()
-        cutoff = now - max_age_s
-        heap = self._report_heap
-        out: list[PositionUpdate] = []
-        while heap and heap[0][0] <= cutoff:
-            t, n, sid = heappop(heap)
-            if self._reported_at.get(sid) != (t, n):
-                continue
-            p = self.position(sid)
-            if p is None:
-                continue
-            self._reported(sid, (p.position, p.estimated_wait_s), now)
-            out.append(p)
-        return out
-
-    def service_status(self, service: str, now: float | None = None) -> ServiceStatus:
-        """Open or closed (business hours) and how many agents are staffed / available for it."""
-        svc = self._service(service)
-        now = self._clock.now() if now is None else now
-        hours = svc.rules.business_hours
-        opens_at = now if hours is None else hours.next_open(now)
-        return ServiceStatus(svc.code, opens_at == now, svc.staffed, svc.available, opens_at)
-
-    def _prune(self, svc: _Service, now: float) -> None:
-        start = now - self.stats_window_s
-        while svc.answered and svc.answered[0][0] < start:
-            svc.answered.popleft()
-        while svc.abandoned and svc.abandoned[0] < start:
-            svc.abandoned.popleft()
-
-    def stats(self) -> RoutingStats:
-        now = self._clock.now()
-        out: dict[str, ServiceStats] = {}
-        total_w = total_ans = total_ab = 0
-        for svc in self._services.values():
-            self._prune(svc, now)
-            thr = svc.rules.service_level_threshold_s
-            ans = len(svc.answered)
-            ab = len(svc.abandoned)
-            within = sum(1 for _, w in svc.answered if w <= thr)
-            hours = svc.rules.business_hours
-            out[svc.code] = ServiceStats(
-                service=svc.code,
-                open=hours is None or hours.is_open(now),
-                waiting=len(svc.queue),
-                offered=svc.offered,
-                longest_wait_s=max(0.0, now - svc.by_age[0][0]) if svc.by_age else 0.0,
-                agents_staffed=svc.staffed,
-                agents_available=svc.available,
-                answered=ans,
-                abandoned=ab,
-                service_level=within / ans if ans else None,
-                abandonment_rate=ab / (ans + ab) if ans + ab else None,
-                avg_handle_time_s=svc.aht(),
-                answered_total=svc.answered_total,
-                abandoned_total=svc.abandoned_total,
-            )
-            total_w += len(svc.queue)
-            total_ans += ans
-            total_ab += ab
-        by_state = {str(s): n for s, n in self._counts.items()}
-        return RoutingStats(now, self.stats_window_s, out, by_state, total_w, total_ans, total_ab,
-                            total_ab / (total_ans + total_ab) if total_ans + total_ab else None)
