@@ -31,6 +31,10 @@ class StorageError(Exception):
     """A key is invalid or missing, or a range cannot be served."""
 
 
+class KeyExistsError(StorageError):
+    """open_write was asked for a key that already holds a recording."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
@@ -53,7 +57,10 @@ class RecordingStorage(abc.ABC):
 
     @abc.abstractmethod
     def open_write(self, key: str) -> BinaryIO:
-        """A new writable, seekable binary file for ``key`` (replaces an existing one)."""
+        """A new writable, seekable binary file for ``key``.
+
+        Never replaces a recording: raises :class:`KeyExistsError` if ``key`` exists.
+        """
 
     @abc.abstractmethod
     def finalize(self, key: str) -> StoredObject:
@@ -140,7 +147,11 @@ class LocalDirStorage(RecordingStorage):
         path.parent.mkdir(parents=True, exist_ok=True)
         # Unbuffered: each write the muxer makes is a write(2), so it survives a
         # crash of this process (the kernel has it); fsync is the writer's job.
-        return open(path, "w+b", buffering=0)  # noqa: SIM115
+        # Exclusive: a crashed session's file is never overwritten.
+        try:
+            return open(path, "x+b", buffering=0)  # noqa: SIM115
+        except FileExistsError:
+            raise KeyExistsError(f"recording exists: {key}") from None
 
     def finalize(self, key: str) -> StoredObject:
         path = self.path(key)
@@ -192,6 +203,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 __all__ = [
+    "KeyExistsError",
     "LocalDirStorage",
     "RecordingStorage",
     "StorageError",

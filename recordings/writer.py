@@ -205,9 +205,6 @@ class MatroskaPacketWriter:
         if self._closed:
             return
         try:
-            if not any(s.packets for s in self._streams.values()):
-                # nothing written: still leave a valid (empty) file behind
-                pass
             self._container.close()
         finally:
             with self._lock:
@@ -275,15 +272,26 @@ def probe(source: str | os.PathLike[str] | BinaryIO) -> ProbeResult:
         return result
 
 
-def remux(source: str | os.PathLike[str] | BinaryIO, dest: str | os.PathLike[str] | BinaryIO) -> None:
-    """Stream-copy ``source`` into a finalised file (Duration and Cues), e.g. after a crash."""
+def remux(
+    source: str | os.PathLike[str] | BinaryIO,
+    dest: str | os.PathLike[str] | BinaryIO,
+    *,
+    format: str | None = None,
+) -> None:
+    """Stream-copy ``source`` into a finalised file (no re-encode).
+
+    Default: the same Matroska/WebM family, now with Duration and Cues (e.g.
+    after a crash). ``format="mp4"`` writes a fragmented MP4 a browser can play
+    while it downloads (H.264 recordings: Chromium does not play Matroska).
+    """
     src = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
     dst = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else dest
     with av.open(src, mode="r") as ic:
         fmt = ic.format.name.split(",")[0]
         codecs = [s.codec_context.name for s in ic.streams if s.type in ("video", "audio")]
-        out_fmt = container_for(codecs) if fmt in ("matroska", "webm") else fmt
-        with av.open(dst, mode="w", format=out_fmt) as oc:
+        out_fmt = format or (container_for(codecs) if fmt in ("matroska", "webm") else fmt)
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if out_fmt == "mp4" else {}
+        with av.open(dst, mode="w", format=out_fmt, container_options=options) as oc:
             mapping = {}
             for s in ic.streams:
                 if s.type in ("video", "audio"):

@@ -6,12 +6,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from recordings import api as recordings_api
 from signaling.endpoint import serve_websocket
 from vbranch import __version__
 from vbranch.api import admin_routes, auth_routes, catalog_routes, ops_routes, session_routes
-from vbranch.api.errors import install_error_handlers
+from vbranch.api.errors import ApiError, install_error_handlers
 from vbranch.clock import Clock
 from vbranch.config import Settings
 from vbranch.coordinator import Coordinator
@@ -44,7 +46,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.coordinator = coordinator
     app.state.demo = None
     install_error_handlers(app)
-    for module in (auth_routes, catalog_routes, session_routes, admin_routes, ops_routes):
+    for module in (auth_routes, catalog_routes, session_routes, recordings_api, admin_routes, ops_routes):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -59,6 +61,23 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     async def websocket(ws: WebSocket) -> None:
         await serve_websocket(ws, rt, coordinator)
 
-    if STATIC_DIR.is_dir():
-        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for path, page in (("/customer/", "customer"), ("/agent", "agent"), ("/wallboard", "wallboard"),
+                       ("/review", "review")):
+        app.add_api_route(path, _page(page), include_in_schema=False, methods=["GET"])
+    app.add_api_route("/", lambda: RedirectResponse("/customer/"), include_in_schema=False, methods=["GET"])
+    app.add_api_route("/customer", lambda: RedirectResponse("/customer/"), include_in_schema=False,
+                      methods=["GET"])
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
+
+
+def _page(name: str):
+    """The browser app's index page (ES modules and CSS come from /static)."""
+
+    async def page() -> FileResponse:
+        index = STATIC_DIR / name / "index.html"
+        if not index.is_file():
+            raise ApiError(404, "not_found", f"the {name} app is not installed")
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    return page

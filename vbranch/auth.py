@@ -89,6 +89,21 @@ class TokenService:
         payload = {"typ": "join", "sid": session_id, "iat": int(now), "exp": exp}
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM), exp
 
+    def issue_media(self, recording_id: int, account_id: int, ttl_s: int = 900) -> tuple[str, float]:
+        """A short-lived URL token for one recording (a <video> element cannot send headers)."""
+        now = self._clock.now()
+        exp = now + ttl_s
+        payload = {"typ": "media", "rec": recording_id, "sub": str(account_id), "iat": int(now), "exp": exp}
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM), exp
+
+    def decode_media(self, token: str) -> tuple[int, int]:
+        """(recording id, account id) from a media token."""
+        p = self._decode(token, "media")
+        try:
+            return int(p["rec"]), int(p["sub"])
+        except (KeyError, ValueError):
+            raise AuthError("invalid_token", "the token's claims are incomplete") from None
+
     def _decode(self, token: str, typ: str) -> dict:
         if not token:
             raise AuthError("unauthenticated", "a token is required")

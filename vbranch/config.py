@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     ws_abuse_errors: int = Field(20, ge=1)
     offer_timeout_s: float = Field(15.0, gt=0)
     wrapup_s: float = Field(30.0, ge=0)
+    media_mode: Literal["passthrough", "stock"] = "passthrough"
     max_reference_photo_bytes: int = Field(5 * 1024 * 1024, gt=0)
     facecheck_threshold: float = Field(0.5, gt=0, lt=1)
     facecheck_workers: int = Field(1, ge=1, le=16)

@@ -13,6 +13,7 @@ from signaling.bus import LocalBus
 from signaling.protocol import ProtocolError, server_message
 from signaling.registry import AttachError, Connection, Registry
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
+from vbranch.call_media import CallMedia
 from vbranch.db.models import CustomerSession
 from vbranch.db.repositories import Accounts, Audit, Catalog, Sessions
 from vbranch.domain.routing_model import AgentState, RoutingError
@@ -39,6 +40,7 @@ class Coordinator:
         self.bus = LocalBus(self.registry)
         self.desk = QueueDesk(rt, self.bus, self.sessions, self._watchers)
         self.desk.on_call_over = self._call_over
+        self.media = CallMedia(rt, self.bus, self.sessions)
 
     def _watchers(self) -> list[str]:
         return [c.party for c in self.registry.connected("staff:") if c.role in WATCHER_ROLES and c.party]
@@ -52,6 +54,7 @@ class Coordinator:
 
     async def stop(self) -> None:
         await self.desk.stop()
+        await self.media.close()
         await self.registry.close()
 
     # -- entry points from REST -----------------------------------------
@@ -108,10 +111,11 @@ class Coordinator:
     async def disconnected(self, conn: Connection) -> None:
         self.registry.detach(conn)
         if conn.role == "agent" and conn.party and self.registry.connection(conn.party) is None:
-            # an offer cannot wait for an agent who is not there: revoke it at once
+            # an absent agent gets no offers: one under way is revoked at once; a call in
+            # progress is kept through the resume window
             agent_id = str(conn.identity.account_id)
             view = self.desk.engine.agent(agent_id)
-            if view is not None and view.state == AgentState.OFFERED:
+            if view is not None and view.state in (AgentState.OFFERED, AgentState.AVAILABLE):
                 await self.desk.run(lambda: self.desk.engine.set_agent_status(agent_id, "away"))
 
     async def party_gone(self, party: str) -> None:
@@ -140,8 +144,9 @@ class Coordinator:
             await self.desk.run(lambda: self.desk.engine.agent_logout(str(account_id)))
 
     async def _call_over(self, session_id: str) -> None:
-        """Media and presence teardown once a call has ended (the media hub hooks in here)."""
+        """Presence and media teardown once a call has ended: recordings are finalised here."""
         self.registry.forget(customer_party(session_id))
+        await self.media.end(session_id)
 
     # -- greetings ---------------------------------------------------------
     async def on_ping(self, conn: Connection, msg: Any) -> dict:
@@ -298,6 +303,34 @@ class Coordinator:
         if view is not None and view.state == AgentState.BUSY:
             await self.desk.run(lambda: self.desk.engine.end_call(agent_id, sess.id))
         await self._call_over(sess.id)
+
+    # -- media and face check ------------------------------------------------
+    async def _media_party(self, conn: Connection, msg: Any) -> tuple[str, str]:
+        """(session id, party) for a media message; only a connected call has media."""
+        if conn.role == "customer":
+            async with self.rt.db.session() as db:
+                sess = await Sessions(db).get(conn.identity.session_id)
+            if sess is None or sess.state != SessionState.CONNECTED:
+                raise ProtocolError("invalid_state", "media starts once an agent has taken the call", msg.id)
+            return sess.id, "customer"
+        if msg.session_id is None:
+            raise ProtocolError("missing_field", "missing field(s): session_id", msg.id)
+        return (await self._own_call(conn, msg)).id, "agent"
+
+    async def on_rtc_offer(self, conn: Connection, msg: Any) -> dict:
+        session_id, party = await self._media_party(conn, msg)
+        return await self.media.offer(session_id, party, msg.sdp, msg.id)
+
+    async def on_rtc_ice(self, conn: Connection, msg: Any) -> dict | None:
+        session_id, party = await self._media_party(conn, msg)
+        candidate = msg.candidate.model_dump() if msg.candidate else None
+        await self.media.ice(session_id, party, candidate, msg.id)
+        return ack(msg)
+
+    async def on_facecheck_start(self, conn: Connection, msg: Any) -> dict | None:
+        sess = await self._own_call(conn, msg)
+        await self.media.start_face_check(sess.id, sess.agent_id, msg.id)
+        return ack(msg, session_id=sess.id)
 
     # -- supervisor ------------------------------------------------------------
     async def on_agent_set_status(self, conn: Connection, msg: Any) -> dict | None:

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
-from vbranch.api.deps import DbDep
+from vbranch import __version__
+from vbranch.api.deps import DbDep, RuntimeDep
 from vbranch.api.schemas import ServiceOut
 from vbranch.db.repositories import Catalog
 
@@ -16,3 +17,9 @@ async def list_services(db: DbDep, accept_language: Annotated[str | None, Header
     """The active services (public: the customer page and the bank backend show their names)."""
     lang = "en" if (accept_language or "").lower().startswith("en") else "zh-CN"
     return [ServiceOut.of(s, lang) for s in await Catalog(db).services()]
+
+
+@router.get("/client-config")
+async def client_config(rt: RuntimeDep) -> dict:
+    """What the browser apps need before login: whether this is a demo branch."""
+    return {"demo": rt.settings.demo, "version": __version__, "resume_window_s": rt.settings.resume_window_s}

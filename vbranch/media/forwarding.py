@@ -278,6 +278,7 @@ class ForwardTrack(MediaStreamTrack):
         self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue()
         self._pending: collections.deque[av.frame.Frame] = collections.deque()
         self._need_keyframe = kind == "video"
+        self._push_generation: int | None = None
         self._decoder: Any = None
         self._decoder_key: str | None = None
         # timestamp rebasing
@@ -286,6 +287,7 @@ class ForwardTrack(MediaStreamTrack):
         self._last_out: int | None = None
         self._last_wall = 0.0
         self._sink_rate = sink_codec.clockRate
+        self._time_base = Fraction(1, self._sink_rate)
         source.subscribe(self)
 
     # subscriber side (event loop, synchronous)
@@ -293,6 +295,10 @@ class ForwardTrack(MediaStreamTrack):
         if self.readyState != "live":
             return
         self.frames_in += 1
+        if frame.generation != self._push_generation:
+            # a new source connection: the decoder downstream needs a key frame
+            self._push_generation = frame.generation
+            self._need_keyframe = self.kind == "video"
         if self._need_keyframe:
             if not frame.keyframe:
                 self.dropped += 1
@@ -359,7 +365,7 @@ class ForwardTrack(MediaStreamTrack):
                 self._set_mode("passthrough", frame)
                 packet = av.Packet(frame.data)
                 packet.pts = pts
-                packet.time_base = Fraction(1, self._sink_rate)
+                packet.time_base = self._time_base
                 self.frames_out += 1
                 return packet
             # codecs differ: decode here, aiortc's sender encodes
@@ -380,7 +386,7 @@ class ForwardTrack(MediaStreamTrack):
         if self.kind == "video":
             for f in frames:
                 f.pts = pts
-                f.time_base = Fraction(1, self._sink_rate)
+                f.time_base = self._time_base
         return frames
 
     def stop(self) -> None:
@@ -417,3 +423,40 @@ def prefer_codecs(codecs: list[RTCRtpCodecParameters], order: list[str]) -> list
         result.append(c)
         result.extend(r for r in rtx if r.parameters.get("apt") == c.payloadType)
     return result
+
+
+UDP_RCVBUF = 2 * 1024 * 1024
+UDP_SNDBUF = 1024 * 1024
+
+
+def tune_socket_buffers(pc: Any, rcvbuf: int = UDP_RCVBUF, sndbuf: int = UDP_SNDBUF) -> int:
+    """Enlarge the UDP buffers of a peer connection's ICE sockets (after gathering).
+
+    The Linux default (~208 KiB) holds well under a second of a few video
+    streams; a busy event loop then drops packets in the kernel (RcvbufErrors).
+    The kernel caps the sizes at net.core.rmem_max / wmem_max. Returns the
+    number of sockets tuned.
+    """
+    import socket
+
+    tuned = 0
+    seen: set[int] = set()
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    sctp = getattr(pc, "sctp", None)
+    if sctp is not None:
+        transports.append(sctp.transport)
+    for dtls in transports:
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        for protocol in getattr(connection, "_protocols", []) or []:
+            transport = getattr(protocol, "transport", None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is None or sock.fileno() in seen:
+                continue
+            seen.add(sock.fileno())
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+                tuned += 1
+            except Exception:  # noqa: BLE001 - best effort (other loops' socket wrappers)
+                pass
+    return tuned

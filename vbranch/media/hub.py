@@ -53,8 +53,8 @@ from recordings.writer import probe
 from vbranch.clock import Clock, SystemClock
 
 from .codecs import codec_key
-from .forwarding import ForwardTrack, MediaSource, hook_sender_keyframes, prefer_codecs
-from .recorder import PartyRecorder, RecordingResult
+from .forwarding import ForwardTrack, MediaSource, hook_sender_keyframes, prefer_codecs, tune_socket_buffers
+from .recorder import PartyRecorder, RecordingResult, open_new_recording
 from .tap import StockVideoTap, VideoTap
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class MediaHub:
 
     async def handle_offer(self, session_id: str, party: str, sdp: str) -> str:
         """Apply a party's SDP offer and return the hub's answer SDP."""
+        _check_party(party)
         session = self._session(session_id, create=True)
         p = self._party(session, party)
         async with p.lock:
@@ -162,12 +163,15 @@ class MediaHub:
 
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                if not any(t.kind in KINDS for t in pc.getTransceivers()):
+                    raise MediaError("the offer has no audio or video")
                 if self.mode == "stock":
                     self._wire_stock(session, p, pc)
                 else:
                     self._wire_passthrough(session, p, pc)
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
+                tune_socket_buffers(pc)
                 # candidates that came before (or while) the offer was applied
                 while p.pending_ice:
                     await self._add_candidate(pc, p.pending_ice.pop(0))
@@ -180,6 +184,7 @@ class MediaHub:
 
     async def add_ice(self, session_id: str, party: str, candidate: dict[str, Any] | None) -> None:
         """Add a trickled ICE candidate ({candidate, sdpMid, sdpMLineIndex}); None ends them."""
+        _check_party(party)
         session = self._session(session_id, create=True)
         p = self._party(session, party)
         pc = p.pc
@@ -452,11 +457,30 @@ class MediaHub:
         if p.stock_recorder is not None or not p.remote_tracks or session.ended:
             return
         assert session.relay is not None
-        key = f"{self.key_prefix}{session.id}/{p.name}.webm"
-        fileobj = self.storage.open_write(key)
+        size = None
+        if "video" in p.remote_tracks:
+            # MediaRecorder sizes its video stream from the first frame, but if an
+            # audio packet is muxed first the header is written with no size and
+            # no video is ever recorded: learn the size before starting it.
+            probe_track = session.relay.subscribe(p.remote_tracks["video"], buffered=False)
+            try:
+                first = await asyncio.wait_for(probe_track.recv(), 10.0)
+                size = (first.width, first.height)
+            except (asyncio.TimeoutError, Exception):
+                log.warning("stock recording of %s/%s: no video frame", session.id, p.name)
+            finally:
+                probe_track.stop()
+            if session.ended or p.stock_recorder is not None:
+                return
+        key, fileobj = open_new_recording(self.storage, f"{self.key_prefix}{session.id}/{p.name}", "webm")
         recorder = MediaRecorder(fileobj, format="webm")
         for track in p.remote_tracks.values():
-            recorder.addTrack(session.relay.subscribe(track))
+            proxy = session.relay.subscribe(track)
+            recorder.addTrack(proxy)
+            if track.kind == "video" and size is not None:
+                context = recorder._MediaRecorder__tracks[proxy]  # noqa: SLF001 - see above
+                context.stream.width, context.stream.height = size
+                context.started = True  # so it does not resize an open encoder
         p.stock_recorder, p.stock_file, p.stock_key = recorder, fileobj, key
         p.stock_started_at = self.clock.now()
         await recorder.start()
@@ -565,8 +589,8 @@ class MediaHub:
             text = text[len("candidate:") :]
         try:
             ice = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
-            raise MediaError(f"invalid ICE candidate: {exc}") from None
+        except (ValueError, IndexError, AssertionError):
+            raise MediaError("invalid ICE candidate") from None
         ice.sdpMid = candidate.get("sdpMid")
         ice.sdpMLineIndex = candidate.get("sdpMLineIndex")
         if ice.sdpMid is None and ice.sdpMLineIndex is None:
@@ -619,6 +643,11 @@ class MediaHub:
                 started = time.monotonic()
                 await loop.run_in_executor(self._get_executor(), _sync_all, recorders)
                 log.debug("fsynced %d recordings in %.1f ms", len(recorders), (time.monotonic() - started) * 1e3)
+
+
+def _check_party(party: str) -> None:
+    if party not in PARTIES:
+        raise MediaError(f"party must be one of {PARTIES}, not {party!r}")
 
 
 def _sync_all(recorders: list[PartyRecorder]) -> None:

@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiortc.codecs import get_decoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 
-from recordings.storage import RecordingStorage
+from recordings.storage import KeyExistsError, RecordingStorage
 from recordings.writer import MatroskaPacketWriter, StreamSpec, container_for
 from vbranch.clock import Clock
 
@@ -55,6 +55,17 @@ class RecordingResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def open_new_recording(storage: RecordingStorage, base: str, ext: str) -> tuple[str, BinaryIO]:
+    """Open ``base.ext``, or ``base-2.ext``, ... if a recording already has that key."""
+    for attempt in range(1, 100):
+        key = f"{base}.{ext}" if attempt == 1 else f"{base}-{attempt}.{ext}"
+        try:
+            return key, storage.open_write(key)
+        except KeyExistsError:
+            continue
+    raise KeyExistsError(f"too many recordings for {base}")
 
 
 class _AudioToOpus:
@@ -108,6 +119,7 @@ class PartyRecorder:
         self._pending: list[tuple[str, bytes, int, bool, int | None]] = []
         self._anchor: dict[str, tuple[int, float]] = {}
         self._video_need_key = True
+        self._video_generation: int | None = None
         self._audio_transcoder: _AudioToOpus | None = None
         self._warned: set[str] = set()
 
@@ -120,6 +132,9 @@ class PartyRecorder:
             if frame.key not in RECORDABLE_VIDEO:
                 self._warn(f"video codec {frame.key} cannot be recorded")
                 return
+            if frame.generation != self._video_generation:
+                self._video_generation = frame.generation
+                self._video_need_key = True  # new connection: start again on a key frame
             if self._video_need_key:
                 if not frame.keyframe:
                     self.dropped["video"] += 1
@@ -183,9 +198,10 @@ class PartyRecorder:
             return
         fmt = container_for([s.codec for s in specs])
         ext = "webm" if fmt == "webm" else "mkv"
-        self.storage_key = f"{self.key_prefix}{self.session_id}/{self.party}.{ext}"
         try:
-            fileobj = self.storage.open_write(self.storage_key)
+            self.storage_key, fileobj = open_new_recording(
+                self.storage, f"{self.key_prefix}{self.session_id}/{self.party}", ext
+            )
             try:
                 self.writer = MatroskaPacketWriter(fileobj, specs, cluster_ms=self.cluster_ms)
             except Exception:

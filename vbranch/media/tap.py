@@ -53,6 +53,7 @@ class VideoTap:
         self._decoder: Any = None
         self._decoder_key: str | None = None
         self._reset = False
+        self._generation: int | None = None
         self.frames_decoded = 0
         self.frames_returned = 0
 
@@ -65,6 +66,11 @@ class VideoTap:
     def push(self, frame: EncodedFrame) -> None:
         if self._closed:
             return
+        if frame.generation != self._generation:
+            self._generation = frame.generation
+            if not self._need_keyframe:
+                self._need_keyframe = True
+                self._reset = True
         if self._need_keyframe:
             if not frame.keyframe:
                 assert self._source is not None

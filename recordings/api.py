@@ -1,0 +1,128 @@
+"""Replay endpoints: a session's recordings, their media with HTTP Range, and reviews.
+
+Reviewers and admins only. A <video> element cannot send an Authorization
+header, so the listing hands out short-lived media URLs carrying a token bound
+to one recording and one account. Every access is audit-logged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import select
+
+from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
+from vbranch.api.errors import ApiError
+from vbranch.clock import utc
+from vbranch.db.models import Recording, Review
+from vbranch.db.repositories import Accounts, Audit, Sessions
+from vbranch.domain.roles import Role
+from recordings.storage import LocalDirStorage
+
+router = APIRouter(prefix="/api/v1", tags=["recordings"])
+REPLAY_ROLES = (Role.REVIEWER, Role.ADMIN)
+
+
+class RecordingOut(BaseModel):
+    id: int
+    party: str
+    container: str
+    video_codec: str | None
+    audio_codec: str | None
+    started_at: str
+    started_at_epoch: float
+    duration_s: float | None
+    size_bytes: int | None
+    sha256: str | None
+    media_url: str
+    media_url_expires_at: str
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["approved", "rejected", "needs_followup"]
+    comment: Annotated[str, Field(max_length=4000)] = ""
+
+
+class ReviewOut(BaseModel):
+    id: int
+    verdict: str
+    comment: str
+    reviewer: str
+    at: str
+
+
+@router.get("/sessions/{session_id}/recordings", response_model=list[RecordingOut],
+            dependencies=[require_roles(*REPLAY_ROLES)])
+async def list_recordings(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> list[RecordingOut]:
+    if await Sessions(db).get(session_id) is None:
+        raise ApiError(404, "not_found", "no such session")
+    rows = (await db.exec(select(Recording).where(Recording.session_id == session_id)
+                          .order_by(Recording.party))).all()
+    out = []
+    for r in rows:
+        if r.purged_at is not None:
+            continue
+        token, exp = rt.tokens.issue_media(r.id, staff.account_id)
+        out.append(RecordingOut(id=r.id, party=r.party, container=r.container, video_codec=r.video_codec,
+                                audio_codec=r.audio_codec, started_at=utc(r.started_at).isoformat(),
+                                started_at_epoch=r.started_at, duration_s=r.duration_s, size_bytes=r.size_bytes,
+                                sha256=r.sha256, media_url=f"/api/v1/recordings/{r.id}/media?token={token}",
+                                media_url_expires_at=utc(exp).isoformat()))
+    await Audit(db).append(rt.clock.now(), staff.username, "recording.list", session_id,
+                           {"recordings": [r.id for r in out]})
+    return out
+
+
+@router.get("/recordings/{recording_id}/media")
+async def recording_media(recording_id: int, rt: RuntimeDep, db: DbDep,
+                          token: Annotated[str, Query(min_length=1)],
+                          range_: Annotated[str | None, Header(alias="Range")] = None) -> FileResponse:
+    rec_id, account_id = rt.tokens.decode_media(token)
+    if rec_id != recording_id:
+        raise ApiError(403, "forbidden", "this media token is for another recording")
+    account = await Accounts(db).get(account_id)
+    if account is None or not account.active or account.role not in REPLAY_ROLES:
+        raise ApiError(403, "forbidden", "this account may not replay recordings")
+    rec = await db.get(Recording, recording_id)
+    if rec is None or rec.purged_at is not None:
+        raise ApiError(404, "not_found", "no such recording")
+    path = LocalDirStorage(rt.settings.resolved_recordings_dir).local_path(rec.storage_key)
+    if path is None or not path.exists():
+        raise ApiError(404, "not_found", "the recording's file is missing")
+    if range_ is None or range_.replace(" ", "").startswith("bytes=0-"):
+        # a player asks for byte 0 once per playback, then seeks with later ranges
+        await Audit(db).append(rt.clock.now(), account.username, "recording.replay", rec.session_id,
+                               {"recording_id": rec.id, "party": rec.party})
+    media_type = "video/webm" if rec.container == "webm" else "video/x-matroska"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/sessions/{session_id}/review", response_model=ReviewOut, status_code=201,
+             dependencies=[require_roles(Role.REVIEWER)])
+async def review_session(session_id: str, body: ReviewIn, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> ReviewOut:
+    sess = await Sessions(db).get(session_id)
+    if sess is None:
+        raise ApiError(404, "not_found", "no such session")
+    if sess.state not in ("completed", "interrupted", "failed"):
+        raise ApiError(409, "invalid_state", f"a {sess.state} session cannot be reviewed yet")
+    row = Review(session_id=session_id, reviewer_id=staff.account_id, verdict=body.verdict, comment=body.comment,
+                 at=rt.clock.now())
+    db.add(row)
+    await db.commit()
+    await Audit(db).append(rt.clock.now(), staff.username, "session.review", session_id,
+                           {"verdict": body.verdict, "comment": body.comment})
+    return ReviewOut(id=row.id, verdict=row.verdict, comment=row.comment, reviewer=staff.username,
+                     at=utc(row.at).isoformat())
+
+
+@router.get("/sessions/{session_id}/reviews", response_model=list[ReviewOut],
+            dependencies=[require_roles(Role.REVIEWER, Role.SUPERVISOR, Role.ADMIN)])
+async def list_reviews(session_id: str, db: DbDep) -> list[ReviewOut]:
+    rows = (await db.exec(select(Review).where(Review.session_id == session_id).order_by(Review.at))).all()
+    names = {a.id: a.username for a in await Accounts(db).list()}
+    return [ReviewOut(id=r.id, verdict=r.verdict, comment=r.comment, reviewer=names.get(r.reviewer_id, "?"),
+                      at=utc(r.at).isoformat()) for r in rows]
