@@ -12,8 +12,9 @@ from fastapi.staticfiles import StaticFiles
 from recordings import api as recordings_api
 from signaling.endpoint import serve_websocket
 from vbranch import __version__
-from vbranch.api import admin_routes, auth_routes, catalog_routes, ops_routes, session_routes
+from vbranch.api import admin_routes, auth_routes, catalog_routes, evidence_routes, ops_routes, session_routes
 from vbranch.api.errors import ApiError, install_error_handlers
+from vbranch.checklists import DEFAULT_FILE, apply_checklists, load_checklists
 from vbranch.clock import Clock
 from vbranch.config import Settings
 from vbranch.coordinator import Coordinator
@@ -25,6 +26,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "agent_console" / "static"
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     rt = Runtime.build(settings, clock)
+    checklists = load_checklists(settings.checklists_file or DEFAULT_FILE)  # fail early on a bad file
     coordinator = Coordinator(rt)
 
     @asynccontextmanager
@@ -32,6 +34,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         await rt.db.migrate()
         if settings.demo:
             app.state.demo = await seed_demo(rt)
+        await apply_checklists(rt, checklists)
         await coordinator.start()
         try:
             yield
@@ -46,7 +49,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.coordinator = coordinator
     app.state.demo = None
     install_error_handlers(app)
-    for module in (auth_routes, catalog_routes, session_routes, recordings_api, admin_routes, ops_routes):
+    for module in (auth_routes, catalog_routes, session_routes, recordings_api, evidence_routes, admin_routes,
+                   ops_routes):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -107,6 +107,79 @@ def cmd_create_account(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _offline_runtime(args: argparse.Namespace):
+    """A runtime for maintenance commands (no server, same database and data folder)."""
+    from vbranch.runtime import Runtime
+
+    return Runtime.build(_settings(args))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from vbranch.evidence import verify
+
+    rt = _offline_runtime(args)
+
+    async def run():
+        await rt.db.migrate()
+        try:
+            return await verify(rt, rt.signing_key, args.session_id)
+        finally:
+            await rt.db.close()
+
+    report = asyncio.run(run())
+    for note in report.notes:
+        print(f"note: {note}")
+    for problem in report.problems:
+        print(f"MISMATCH: {problem}")
+    verdict = "FAILED" if report.problems else "OK"
+    print(f"{verdict}: {report.checked_sessions} session(s) checked, audit chain checked, "
+          f"{len(report.problems)} problem(s)")
+    return 1 if report.problems else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vbranch.export import ExportError, export_session
+
+    rt = _offline_runtime(args)
+
+    async def run():
+        try:
+            return await export_session(rt, args.session_id, Path(args.out))
+        finally:
+            await rt.db.close()
+
+    try:
+        path = asyncio.run(run())
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from vbranch.retention import purge_expired
+
+    rt = _offline_runtime(args)
+
+    async def run():
+        await rt.db.migrate()
+        try:
+            return await purge_expired(rt, dry_run=args.dry_run)
+        finally:
+            await rt.db.close()
+
+    purges = asyncio.run(run())
+    for p in purges:
+        what = "kept (legal hold)" if p.reason == "held" else ("would purge" if args.dry_run else "purged")
+        print(f"{what}: {p.session_id} {p.party} {p.storage_key}")
+    print(f"{sum(p.reason == 'expired' for p in purges)} expired recording(s), "
+          f"{sum(p.reason == 'held' for p in purges)} under legal hold")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vbranch", description="Open virtual bank branch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--role", choices=["agent", "supervisor", "reviewer", "admin"], default="admin")
     create.add_argument("--display-name")
     create.set_defaults(func=cmd_create_account)
+    verify = sub.add_parser("verify", help="check recordings, timelines, the audit chain and signatures")
+    verify.add_argument("session_id", nargs="?", help="one session (default: all)")
+    verify.set_defaults(func=cmd_verify)
+    export = sub.add_parser("export", help="write a session's evidence archive (zip)")
+    export.add_argument("session_id")
+    export.add_argument("--out", default=".", help="a folder or a .zip path (default: here)")
+    export.set_defaults(func=cmd_export)
+    purge = sub.add_parser("purge", help="delete recordings past their service's retention (never under hold)")
+    purge.add_argument("--dry-run", action="store_true")
+    purge.set_defaults(func=cmd_purge)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     ws_abuse_errors: int = Field(20, ge=1)
     offer_timeout_s: float = Field(15.0, gt=0)
     wrapup_s: float = Field(30.0, ge=0)
+    checklists_file: Path | None = None  # default: the checklists.toml shipped in the package
     media_mode: Literal["passthrough", "stock"] = "passthrough"
     max_reference_photo_bytes: int = Field(5 * 1024 * 1024, gt=0)
     facecheck_threshold: float = Field(0.5, gt=0, lt=1)

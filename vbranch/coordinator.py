@@ -15,7 +15,9 @@ from signaling.registry import AttachError, Connection, Registry
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
 from vbranch.call_media import CallMedia
 from vbranch.db.models import CustomerSession
-from vbranch.db.repositories import Accounts, Audit, Catalog, Sessions
+from vbranch.db.repositories import Accounts, Audit, Catalog, Sessions, Timeline
+from vbranch.domain.checklist import Checklist
+from vbranch.evidence import seal_session
 from vbranch.domain.routing_model import AgentState, RoutingError
 from vbranch.domain.session_state import FINAL, WAITING, SessionState
 from vbranch.queue_desk import QueueDesk, customer_party, staff_party
@@ -147,6 +149,7 @@ class Coordinator:
         """Presence and media teardown once a call has ended: recordings are finalised here."""
         self.registry.forget(customer_party(session_id))
         await self.media.end(session_id)
+        await seal_session(self.rt, self.rt.signing_key, session_id)
 
     # -- greetings ---------------------------------------------------------
     async def on_ping(self, conn: Connection, msg: Any) -> dict:
@@ -230,16 +233,19 @@ class Coordinator:
     async def on_agent_status(self, conn: Connection, msg: Any) -> dict:
         agent_id = self._agent_id(conn)
         await self.desk.run(lambda: self.desk.engine.set_agent_status(agent_id, msg.status))
+        await self._audit(conn, "agent.status", None, {"status": msg.status})
         return server_message("agent.status", msg.id, status=self.desk.agent_status(int(agent_id)))
 
     async def on_offer_accept(self, conn: Connection, msg: Any) -> dict | None:
         agent_id = self._agent_id(conn)
         await self.desk.run(lambda: self.desk.engine.accept(agent_id, msg.session_id))
+        await self._audit(conn, "offer.accept", msg.session_id, {})
         return ack(msg, session_id=msg.session_id)
 
     async def on_offer_decline(self, conn: Connection, msg: Any) -> dict | None:
         agent_id = self._agent_id(conn)
         await self.desk.run(lambda: self.desk.engine.decline(agent_id, msg.session_id))
+        await self._audit(conn, "offer.decline", msg.session_id, {})
         return ack(msg, session_id=msg.session_id)
 
     async def on_wrapup_done(self, conn: Connection, msg: Any) -> dict | None:
@@ -257,21 +263,43 @@ class Coordinator:
             raise ProtocolError("invalid_state", f"the session is {sess.state}, not connected", msg.id)
         return sess
 
-    async def on_checklist_mark(self, conn: Connection, msg: Any) -> dict | None:
-        sess = await self._own_call(conn, msg)
+    async def _checklist(self, sess: CustomerSession) -> tuple[Checklist, set[str], bool]:
+        """The service's checklist, the steps marked so far, and whether a face check passed."""
         async with self.rt.db.session() as db:
             svc = await Catalog(db).service(sess.service_code)
-        steps = {s["code"]: s for s in (svc.checklist if svc else [])}
-        if msg.step not in steps:
+            events = await Timeline(db).list(sess.id)
+            checks = await Sessions(db).face_checks(sess.id)
+        checklist = Checklist.model_validate({"steps": svc.checklist if svc else []})
+        marked = {e.data.get("step") for e in events if e.kind == "checklist.mark"}
+        passed = any(c.match and (c.liveness or {}).get("passed") for c in checks)
+        return checklist, marked, passed
+
+    async def on_checklist_mark(self, conn: Connection, msg: Any) -> dict | None:
+        sess = await self._own_call(conn, msg)
+        checklist, marked, passed = await self._checklist(sess)
+        step = checklist.step(msg.step)
+        if step is None:
             raise ProtocolError("unknown_step", f"{sess.service_code} has no checklist step {msg.step!r}", msg.id)
+        if step.kind == "facecheck":
+            raise ProtocolError("step_automatic", f"{msg.step!r} is done by a passing face check", msg.id)
         await self.sessions.record(sess.id, "checklist.mark", staff_party(sess.agent_id),
                                    {"step": msg.step, "note": msg.note})
-        return ack(msg, session_id=sess.id, step=msg.step)
+        await self._audit(conn, "checklist.mark", sess.id, {"step": msg.step})
+        return ack(msg, session_id=sess.id, step=msg.step,
+                   checklist=checklist.status(marked | {msg.step}, passed))
 
     async def on_session_end(self, conn: Connection, msg: Any) -> dict | None:
         if conn.role == "supervisor":
             return await self._supervisor_end(conn, msg)
         sess = await self._own_call(conn, msg)
+        checklist, marked, passed = await self._checklist(sess)
+        missing = checklist.missing(marked, passed)
+        if missing:
+            raise ProtocolError("checklist_incomplete",
+                                f"mandatory checklist steps not done: {', '.join(missing)}; finish them or ask "
+                                "a supervisor to end the call with a reason", msg.id,
+                                [{"field": "checklist", "problem": code, "kind": "missing_step"} for code in missing])
+        await self._audit(conn, "session.end", sess.id, {"disposition": msg.disposition})
         await self._end_call(sess, SessionState.WRAP_UP, staff_party(sess.agent_id), "completed",
                              disposition=msg.disposition, notes=msg.notes)
         return ack(msg, session_id=sess.id)
@@ -284,9 +312,10 @@ class Coordinator:
         if sess is None or sess.state != SessionState.CONNECTED:
             raise ProtocolError("invalid_state", "only a connected session can be ended", msg.id)
         actor = staff_party(conn.identity.account_id)
-        async with self.rt.db.session() as db:
-            await Audit(db).append(self.rt.clock.now(), conn.identity.username, "session.override_end", sess.id,
-                                   {"reason": msg.override_reason, "disposition": msg.disposition})
+        checklist, marked, passed = await self._checklist(sess)
+        await self._audit(conn, "session.override_end", sess.id,
+                          {"reason": msg.override_reason, "disposition": msg.disposition,
+                           "missing_steps": checklist.missing(marked, passed)})
         await self._end_call(sess, SessionState.WRAP_UP, actor, "ended_by_supervisor",
                              disposition=msg.disposition, notes=msg.notes)
         return ack(msg, session_id=sess.id)
@@ -330,6 +359,7 @@ class Coordinator:
     async def on_facecheck_start(self, conn: Connection, msg: Any) -> dict | None:
         sess = await self._own_call(conn, msg)
         await self.media.start_face_check(sess.id, sess.agent_id, msg.id)
+        await self._audit(conn, "facecheck.start", sess.id, {})
         return ack(msg, session_id=sess.id)
 
     # -- supervisor ------------------------------------------------------------
@@ -338,10 +368,14 @@ class Coordinator:
         if self.desk.engine.agent(agent_id) is None:
             raise ProtocolError("unknown_agent", "that agent is not logged in", msg.id)
         await self.desk.run(lambda: self.desk.engine.set_agent_status(agent_id, msg.status))
-        async with self.rt.db.session() as db:
-            await Audit(db).append(self.rt.clock.now(), conn.identity.username, "supervisor.agent_status", None,
-                                   {"agent_id": msg.agent_id, "status": msg.status})
+        await self._audit(conn, "supervisor.agent_status", None, {"agent_id": msg.agent_id, "status": msg.status})
         return ack(msg, agent_id=msg.agent_id, status=self.desk.agent_status(msg.agent_id))
+
+    async def _audit(self, conn: Connection, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
+        """Every staff action goes to the hash-chained audit log."""
+        actor = conn.identity.username if conn.role != "customer" else f"customer:{conn.identity.session_id}"
+        async with self.rt.db.session() as db:
+            await Audit(db).append(self.rt.clock.now(), actor, action, session_id, detail)
 
     def _ice_servers(self) -> list[dict[str, Any]]:
         return [s.model_dump(exclude_none=True) for s in self.rt.settings.ice_servers]

@@ -1,5 +1,7 @@
 """Demo data for `vbranch serve --demo`: services, skills, staff accounts and an API key.
 
+The services' checklists come from vbranch/checklists.toml.
+
 Seeding is idempotent: existing rows are left as they are.
 """
 
@@ -27,42 +29,23 @@ SKILLS = [
 WORKDAY = {"timezone": "Asia/Shanghai", "days": [0, 1, 2, 3, 4, 5, 6], "open": "00:00", "close": "24:00"}
 
 
-def _step(code: str, zh: str, en: str, mandatory: bool = True) -> dict:
-    return {"code": code, "name_zh": zh, "name_en": en, "mandatory": mandatory}
-
-
 SERVICES = [
     Service(code="loan_prescreen", name_zh="贷款预审", name_en="Loan pre-screening",
             required_skills={"lending": 2},
-            checklist=[_step("identity_verified", "人脸核验通过", "Identity verified by face check"),
-                       _step("income_confirmed", "收入情况确认", "Income confirmed"),
-                       _step("purpose_recorded", "贷款用途记录", "Loan purpose recorded")],
             escalation=[{"after_s": 0, "min_proficiency": 3}, {"after_s": 60, "min_proficiency": 2}],
             retention_days=1825),
     Service(code="f2f_signing", name_zh="面对面签约", name_en="Face-to-face signing",
             required_skills={"lending": 3, "signing": 3},
-            checklist=[_step("identity_verified", "人脸核验通过", "Identity verified by face check"),
-                       _step("key_terms_read", "关键条款已宣读", "Key terms read aloud"),
-                       _step("customer_signed", "客户已签字", "Customer signed")],
             escalation=[{"after_s": 0, "min_proficiency": 4}, {"after_s": 60, "min_proficiency": 3}],
             retention_days=3650),
     Service(code="risk_assessment", name_zh="风险承受能力评估", name_en="Risk-tolerance assessment",
             required_skills={"wealth": 2},
-            checklist=[_step("risk_disclosure_read", "风险揭示已宣读", "Risk disclosure read aloud"),
-                       _step("risk_level_confirmed", "风险等级已确认", "Risk level confirmed"),
-                       _step("verbal_confirmation", "客户口头确认", "Customer's verbal confirmation"),
-                       _step("signature", "客户签名", "Signature")],
             retention_days=3650),
     Service(code="account_opening", name_zh="开户", name_en="Account opening",
             required_skills={"accounts": 1},
-            checklist=[_step("id_shown", "客户出示证件", "ID shown"),
-                       _step("random_questions", "随机问题已问答", "Random questions asked and answered"),
-                       _step("identity_verified", "人脸核验通过", "Identity verified by face check")],
             retention_days=1825),
     Service(code="private_banking", name_zh="私人银行服务", name_en="Private banking",
             required_skills={"private_banking": 4, "wealth": 3},
-            checklist=[_step("identity_verified", "人脸核验通过", "Identity verified by face check"),
-                       _step("suitability_confirmed", "适当性确认", "Suitability confirmed")],
             business_hours=WORKDAY, retention_days=3650),
 ]
 

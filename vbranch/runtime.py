@@ -10,6 +10,7 @@ from vbranch.config import Settings
 from vbranch.db.database import Database
 from vbranch.facecheck import FaceCheckConfig, FaceCheckPool
 from vbranch.metrics import Metrics
+from vbranch.signing import SigningKey
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Runtime:
     tokens: TokenService
     metrics: Metrics
     faces: FaceCheckPool  # worker processes start on first use
+    signing_key: SigningKey
     env_api_key_hashes: set[str] = field(default_factory=set)
 
     @classmethod
@@ -33,6 +35,7 @@ class Runtime:
             tokens=TokenService(settings.resolved_secret_key(), clock, settings.staff_token_ttl_s,
                                 settings.join_token_ttl_s),
             metrics=Metrics(),
+            signing_key=SigningKey(settings.data_dir),
             faces=FaceCheckPool(settings.facecheck_workers, config=FaceCheckConfig(
                 threshold=settings.facecheck_threshold,
                 challenge_timeout_s=settings.facecheck_challenge_timeout_s)),

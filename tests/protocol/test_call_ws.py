@@ -9,7 +9,7 @@ import av
 import httpx
 import pytest
 
-from tests.protocol.test_routing_ws import agent, customer
+from tests.protocol.test_routing_ws import agent, customer, mark_all
 from tests.support.server import run_server
 from vbranch.media.synthetic import ClientPeer, PreEncodedAudioTrack, PreEncodedVideoTrack, make_clip
 
@@ -46,7 +46,7 @@ async def connected_call(srv, c, a):
 
 async def test_call_is_relayed_recorded_and_replayable(tmp_path, clip):
     async with run_server(tmp_path / "d") as srv:
-        async with customer(srv) as c, agent(srv, "agent1") as a:
+        async with customer(srv, "account_opening") as c, agent(srv, "agent1") as a:
             bad = await c.request({"type": "rtc.offer", "sdp": "v=0\r\n"})
             assert bad["code"] == "invalid_state", "no media before an agent takes the call"
             await connected_call(srv, c, a)
@@ -58,6 +58,7 @@ async def test_call_is_relayed_recorded_and_replayable(tmp_path, clip):
                 await negotiate(a, ag, c.session_id)
                 await asyncio.gather(cust.wait_frames("video", 20, 20), ag.wait_frames("video", 20, 20))
                 await asyncio.sleep(1.0)
+                await mark_all(a, c.session_id)
                 await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "done"})
                 await c.recv_type("session.ended")
             finally:

@@ -114,16 +114,28 @@ async def test_agent_disconnect_during_offer_revokes_at_once(branch):
             assert (await a3.recv_type("offer", timeout=0.9))["session_id"] == c.session_id
 
 
+async def mark_all(a, session_id, steps=("random_questions", "id_shown")):
+    for step in steps:
+        reply = await a.request({"type": "checklist.mark", "session_id": session_id, "step": step})
+        assert reply["type"] == "ack", reply
+    return reply
+
+
 async def test_end_wrap_up_and_back_to_available(branch):
-    async with customer(branch) as c, agent(branch, "agent1") as a:
+    async with customer(branch, "account_opening") as c, agent(branch, "agent1") as a:
         await a.recv_type("offer")
         await a.request({"type": "offer.accept", "session_id": c.session_id})
         await a.recv_type("session.connected")
         bad = await a.request({"type": "checklist.mark", "session_id": c.session_id, "step": "nope"})
         assert bad["code"] == "unknown_step"
-        ok = await a.request({"type": "checklist.mark", "session_id": c.session_id, "step": "income_confirmed"})
-        assert ok["type"] == "ack"
-        await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "pre_approved",
+        auto = await a.request({"type": "checklist.mark", "session_id": c.session_id, "step": "identity_verified"})
+        assert auto["code"] == "step_automatic"
+        early = await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "opened"})
+        assert early["code"] == "checklist_incomplete"
+        assert [d["problem"] for d in early["details"]] == ["random_questions", "id_shown"]
+        last = await mark_all(a, c.session_id)
+        assert [s["done"] for s in last["checklist"]] == [True, True, False]
+        await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "opened",
                          "notes": "good file"})
         assert (await c.recv_type("session.ended"))["reason"] == "completed"
         status = await a.recv_type("agent.status")
@@ -140,10 +152,32 @@ async def test_end_wrap_up_and_back_to_available(branch):
         assert await session_state(branch, c.session_id) == "completed"
 
 
-async def test_wrap_up_times_out_to_available(branch):
-    async with customer(branch) as c, agent(branch, "agent1") as a:
+async def test_supervisor_ends_an_incomplete_call_with_a_reason(branch):
+    token = await branch.login("supervisor")
+    async with customer(branch, "account_opening") as c, agent(branch, "agent1") as a, \
+            branch.connect(token) as sup:
+        await sup.request({"type": "hello"})
         await a.recv_type("offer")
         await a.request({"type": "offer.accept", "session_id": c.session_id})
+        no_reason = await sup.request({"type": "session.end", "session_id": c.session_id, "disposition": "x"})
+        assert no_reason["code"] == "missing_field"
+        ok = await sup.request({"type": "session.end", "session_id": c.session_id, "disposition": "line_dropped",
+                                "override_reason": "customer's line kept dropping"})
+        assert ok["type"] == "ack"
+        assert (await c.recv_type("session.ended"))["reason"] == "ended_by_supervisor"
+    admin = await branch.login("admin")
+    async with branch.http() as h:
+        r = await h.get("/api/v1/audit", params={"session_id": c.session_id},
+                        headers={"Authorization": f"Bearer {admin}"})
+        entries = [e for e in r.json() if e["action"] == "session.override_end"]
+    assert entries and entries[0]["detail"]["missing_steps"] == ["random_questions", "id_shown"]
+
+
+async def test_wrap_up_times_out_to_available(branch):
+    async with customer(branch, "account_opening") as c, agent(branch, "agent1") as a:
+        await a.recv_type("offer")
+        await a.request({"type": "offer.accept", "session_id": c.session_id})
+        await mark_all(a, c.session_id)
         await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "done"})
         status = await a.recv_type("agent.status", timeout=5)
         while status["status"] != "available":

@@ -171,3 +171,15 @@ class AuditLog(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class Manifest(SQLModel, table=True):
+    """A session's signed evidence manifest: the exact bytes that were signed, and the signature."""
+
+    __tablename__ = "manifest"
+
+    session_id: str = Field(foreign_key="customer_session.id", primary_key=True, max_length=32)
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # canonical JSON
+    signature: str = Field(max_length=128)  # Ed25519, base64
+    key_id: str = Field(max_length=64)  # SHA-256 of the raw public key, hex (first 16 bytes)
+    created_at: float

@@ -15,6 +15,8 @@ from vbranch.db.models import (
     ApiKey,
     AuditLog,
     CustomerSession,
+    FaceCheck,
+    Recording,
     ReferencePhoto,
     Service,
     Skill,
@@ -98,6 +100,14 @@ class Sessions:
 
     async def reference_photo(self, session_id: str) -> ReferencePhoto | None:
         return await self.db.get(ReferencePhoto, session_id)
+
+    async def face_checks(self, session_id: str) -> list[FaceCheck]:
+        q = select(FaceCheck).where(FaceCheck.session_id == session_id).order_by(FaceCheck.started_at)
+        return list((await self.db.exec(q)).all())
+
+    async def recordings(self, session_id: str) -> list[Recording]:
+        q = select(Recording).where(Recording.session_id == session_id).order_by(Recording.party)
+        return list((await self.db.exec(q)).all())
 
     async def in_states(self, states: list[str]) -> list[CustomerSession]:
         q = select(CustomerSession).where(col(CustomerSession.state).in_(states)).order_by(

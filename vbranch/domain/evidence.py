@@ -29,3 +29,22 @@ def verify_chain(links: Iterable[tuple[Mapping[str, Any], str, str]]) -> list[in
             broken.append(i)
         expected_prev = digest
     return broken
+
+
+MANIFEST_VERSION = 1
+
+
+def build_manifest(*, session: Mapping[str, Any], recordings: list[Mapping[str, Any]],
+                   timeline_head: Mapping[str, Any], face_checks: list[Mapping[str, Any]],
+                   checklist: list[Mapping[str, Any]], consent: Mapping[str, Any], sealed_at: float) -> bytes:
+    """The canonical bytes of a session's evidence manifest (what gets signed)."""
+    return canonical_json({
+        "manifest_version": MANIFEST_VERSION,
+        "session": dict(session),
+        "recordings": sorted((dict(r) for r in recordings), key=lambda r: r["party"]),
+        "timeline_head": dict(timeline_head),
+        "face_checks": [dict(f) for f in face_checks],
+        "checklist": [dict(c) for c in checklist],
+        "consent": dict(consent),
+        "sealed_at": sealed_at,
+    })

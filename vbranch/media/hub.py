@@ -24,6 +24,20 @@ Timeline events go to ``on_event(session_id, kind, data)``; ``data`` always has
 - ``media.recording_started`` {party, storage_key, container, video_codec, audio_codec, started_at}
 - ``media.recording_finalised`` {RecordingResult fields}
 - ``media.recording_warning`` {party, message} / ``media.recording_error`` {party, error}
+
+Notes:
+
+- Every offer makes a new peer connection for that party (reconnect = new
+  RTCPeerConnection on the client; renegotiating an existing browser
+  connection is not supported). Offer audio and video sendrecv up front.
+- Recordings: one file per party per session, key
+  ``{key_prefix}{session_id}/{party}.webm`` (``.mkv`` for H.264; ``-2`` etc. if
+  the key exists: a file is never overwritten). The file stays open across a
+  reconnect and is finalised by :meth:`MediaHub.end_session`.
+- Threads: a 2-thread pool (``vbranch-media``) for fsync, hashing, tap and
+  transcoding decodes; aiortc's default executor encodes only when
+  transcoding (or always, in stock mode). The event loop never decodes.
+- In stock mode a party's reconnect is relayed but not re-recorded.
 """
 
 from __future__ import annotations

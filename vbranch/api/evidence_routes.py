@@ -1,0 +1,74 @@
+"""Evidence: the public key, manifests, verification, the audit log and legal hold."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
+from vbranch.api.errors import ApiError
+from vbranch.clock import utc
+from vbranch.db.models import Manifest
+from vbranch.db.repositories import Audit, Sessions
+from vbranch.domain.roles import Role
+from vbranch.evidence import verify
+
+router = APIRouter(prefix="/api/v1", tags=["evidence"])
+
+
+class LegalHoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hold: bool
+    reason: Annotated[str, Field(min_length=3, max_length=2000)]
+
+
+@router.get("/evidence/public-key")
+async def public_key(rt: RuntimeDep) -> dict:
+    """The key that signs every session's manifest (open: third parties verify with it)."""
+    return {"algorithm": "Ed25519", "key_id": rt.signing_key.key_id, "public_key_pem": rt.signing_key.public_pem}
+
+
+@router.get("/sessions/{session_id}/manifest", dependencies=[require_roles(Role.REVIEWER, Role.ADMIN)])
+async def get_manifest(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> dict:
+    row = await db.get(Manifest, session_id)
+    if row is None:
+        raise ApiError(404, "not_found", "this session has no signed manifest")
+    await Audit(db).append(rt.clock.now(), staff.username, "manifest.view", session_id)
+    return {"manifest": json.loads(row.body), "manifest_b64": base64.b64encode(row.body).decode(),
+            "signature": row.signature, "key_id": row.key_id, "sealed_at": utc(row.created_at).isoformat()}
+
+
+@router.get("/sessions/{session_id}/verify", dependencies=[require_roles(Role.REVIEWER, Role.ADMIN)])
+async def verify_session(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> dict:
+    if await Sessions(db).get(session_id) is None:
+        raise ApiError(404, "not_found", "no such session")
+    report = await verify(rt, rt.signing_key, session_id)
+    has_manifest = await db.get(Manifest, session_id) is not None
+    await Audit(db).append(rt.clock.now(), staff.username, "session.verify", session_id,
+                           {"ok": not report.problems})
+    return {"ok": not report.problems, "sealed": has_manifest, "problems": report.problems, "notes": report.notes}
+
+
+@router.get("/audit", dependencies=[require_roles(Role.ADMIN)])
+async def audit_log(db: DbDep, session_id: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict]:
+    return [{"id": r.id, "at": utc(r.at).isoformat(), "actor": r.actor, "action": r.action,
+             "session_id": r.session_id, "detail": r.detail, "hash": r.hash}
+            for r in await Audit(db).list(session_id, limit)]
+
+
+@router.put("/sessions/{session_id}/legal-hold", dependencies=[require_roles(Role.ADMIN)])
+async def legal_hold(session_id: str, body: LegalHoldIn, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> dict:
+    sess = await Sessions(db).get(session_id)
+    if sess is None:
+        raise ApiError(404, "not_found", "no such session")
+    sess.legal_hold = body.hold
+    db.add(sess)
+    await db.commit()
+    await Audit(db).append(rt.clock.now(), staff.username, "session.legal_hold", session_id,
+                           {"hold": body.hold, "reason": body.reason})
+    return {"session_id": session_id, "legal_hold": body.hold}

@@ -1,0 +1,148 @@
+"""Evidence: the Ed25519 signing key, sealing a session's manifest, and verifying everything.
+
+The pure parts (canonical JSON, hash chains, the manifest's shape) are in
+vbranch.domain.evidence; this module reads the database and the recordings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+
+from recordings.storage import LocalDirStorage
+from vbranch.db.models import AuditLog, CustomerSession, Manifest
+from vbranch.db.repositories import Catalog, Sessions, Timeline, audit_record, timeline_record
+from vbranch.domain.checklist import Checklist
+from vbranch.domain.evidence import build_manifest, verify_chain
+from vbranch.runtime import Runtime
+from vbranch.signing import SigningKey
+
+async def seal_session(rt: Runtime, key: SigningKey, session_id: str) -> Manifest:
+    """Build and sign the manifest of a call that has ended (recordings finalised)."""
+    async with rt.db.session() as db:
+        repo = Sessions(db)
+        sess = await repo.get(session_id)
+        events = await Timeline(db).list(session_id)
+        recordings = await repo.recordings(session_id)
+        checks = await repo.face_checks(session_id)
+        svc = await Catalog(db).service(sess.service_code)
+        photo = await repo.reference_photo(session_id)
+    checklist = Checklist.model_validate({"steps": svc.checklist if svc else []})
+    marks = {e.data.get("step") for e in events if e.kind == "checklist.mark"}
+    passed = any(c.match and (c.liveness or {}).get("passed") for c in checks)
+    head = events[-1]
+    body = build_manifest(
+        session={"id": sess.id, "service": sess.service_code, "channel": sess.channel,
+                 "customer_ref": sess.customer_ref, "agent_id": sess.agent_id, "created_at": sess.created_at,
+                 "connected_at": sess.connected_at, "ended_at": sess.ended_at, "end_reason": sess.end_reason,
+                 "disposition": sess.disposition,
+                 "reference_photo_sha256": photo.sha256 if photo else None},
+        recordings=[{"party": r.party, "storage_key": r.storage_key, "sha256": r.sha256, "size_bytes": r.size_bytes,
+                     "duration_s": r.duration_s, "started_at": r.started_at, "video_codec": r.video_codec,
+                     "audio_codec": r.audio_codec} for r in recordings],
+        timeline_head={"seq": head.seq, "hash": head.hash},
+        face_checks=[{"started_at": c.started_at, "match": c.match, "distance": c.distance,
+                      "threshold": c.threshold, "liveness": c.liveness, "reasons": c.reasons} for c in checks],
+        checklist=checklist.status(marks, passed),
+        consent=sess.consent or {},
+        sealed_at=rt.clock.now(),
+    )
+    row = Manifest(session_id=session_id, body=body, signature=key.sign(body), key_id=key.key_id,
+                   created_at=rt.clock.now())
+    async with rt.db.session() as db:
+        await db.merge(row)
+        await db.commit()
+        await Timeline(db).append(session_id, rt.clock.now(), "evidence.sealed", "system",
+                                  {"manifest_sha256": hashlib.sha256(body).hexdigest(), "key_id": key.key_id})
+    return row
+
+
+@dataclass
+class Report:
+    """What `vbranch verify` found; `problems` empty means intact."""
+
+    checked_sessions: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def verify_session(rt: Runtime, key: SigningKey, sess: CustomerSession, report: Report) -> None:
+    sid = sess.id
+    storage = LocalDirStorage(rt.settings.resolved_recordings_dir)
+    async with rt.db.session() as db:
+        events = await Timeline(db).list(sid)
+        recordings = {r.party: r for r in await Sessions(db).recordings(sid)}
+        manifest = await db.get(Manifest, sid)
+    report.checked_sessions += 1
+    links = [(timeline_record(e), e.prev_hash, e.hash) for e in events]
+    for i in verify_chain(links):
+        report.problems.append(f"{sid}: timeline event seq {events[i].seq} ({events[i].kind}) was altered, "
+                               "or an event before it was removed")
+    seqs = [e.seq for e in events]
+    if seqs != list(range(1, len(seqs) + 1)):
+        report.problems.append(f"{sid}: timeline events are missing (sequence {seqs[:3]}...)")
+    if manifest is None:
+        if recordings:
+            report.problems.append(f"{sid}: recordings exist but no signed manifest")
+        return
+    if not key.verify(manifest.body, manifest.signature):
+        report.problems.append(f"{sid}: the manifest's signature does not match its content or this branch's key")
+    body = json.loads(manifest.body)
+    head = body["timeline_head"]
+    at_head = next((e for e in events if e.seq == head["seq"]), None)
+    if at_head is None or at_head.hash != head["hash"]:
+        report.problems.append(f"{sid}: the timeline no longer matches the manifest at seq {head['seq']}")
+    for entry in body["recordings"]:
+        party = entry["party"]
+        row = recordings.get(party)
+        if row is None:
+            report.problems.append(f"{sid}: the {party} recording's row is missing")
+            continue
+        if row.sha256 != entry["sha256"] or row.size_bytes != entry["size_bytes"]:
+            report.problems.append(f"{sid}: the {party} recording's row differs from the manifest")
+        if row.purged_at is not None:
+            report.notes.append(f"{sid}: the {party} recording was purged under retention")
+            continue
+        path = storage.local_path(entry["storage_key"])
+        if path is None or not path.exists():
+            report.problems.append(f"{sid}: the {party} recording's file is missing")
+        elif _file_sha256(path) != entry["sha256"]:
+            report.problems.append(f"{sid}: the {party} recording's file was altered (SHA-256 differs)")
+
+
+async def verify_audit(rt: Runtime, report: Report) -> None:
+    async with rt.db.session() as db:
+        rows = list((await db.exec(select(AuditLog).order_by(col(AuditLog.id)))).all())
+    for i in verify_chain((audit_record(r), r.prev_hash, r.hash) for r in rows):
+        report.problems.append(f"audit log: entry {rows[i].id} ({rows[i].action}) was altered, "
+                               "or an entry before it was removed")
+
+
+async def verify(rt: Runtime, key: SigningKey, session_id: str | None = None) -> Report:
+    report = Report()
+    async with rt.db.session() as db:
+        if session_id:
+            sess = await Sessions(db).get(session_id)
+            if sess is None:
+                report.problems.append(f"{session_id}: no such session")
+                return report
+            sessions = [sess]
+        else:
+            sessions = list((await db.exec(select(CustomerSession).order_by(CustomerSession.created_at))).all())
+    for sess in sessions:
+        await verify_session(rt, key, sess, report)
+    await verify_audit(rt, report)
+    return report

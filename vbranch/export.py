@@ -1,0 +1,101 @@
+"""Evidence export: one zip per session that a third party verifies with standard tools."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+from recordings.storage import LocalDirStorage
+from vbranch.db.models import Manifest
+from vbranch.db.repositories import Audit, Sessions, Timeline
+from vbranch.runtime import Runtime
+
+README = """Evidence archive of vbranch session {session_id}
+=================================================
+
+Contents
+- recordings/<party>.<ext>  the customer's and the agent's recordings, as recorded (codec kept)
+- timeline.json             the session's timeline: every event with its hash chain
+- manifest.json             what the branch signed when the call ended: recording hashes, timeline head,
+                            face check, checklist, consent, timestamps (canonical JSON, the exact signed bytes)
+- manifest.sig              Ed25519 signature of manifest.json (raw 64 bytes)
+- public_key.pem            the branch's public key (also published at GET /api/v1/evidence/public-key)
+- SHA256SUMS                SHA-256 of every other file
+- verify_timeline.py        recomputes the timeline's hash chain (Python 3 standard library only)
+
+How to verify (OpenSSL 3, coreutils, Python 3)
+1. Files are intact:
+     sha256sum -c SHA256SUMS
+2. The manifest was signed by the branch:
+     openssl pkeyutl -verify -pubin -inkey public_key.pem -rawin -in manifest.json -sigfile manifest.sig
+   (prints "Signature Verified Successfully"; compare the key with the one the bank publishes)
+3. The recordings are the ones signed: each "sha256" under "recordings" in manifest.json equals the line
+   for recordings/<party>.<ext> in SHA256SUMS.
+4. The timeline is the one signed and was not edited:
+     python3 verify_timeline.py timeline.json manifest.json
+   Each event's hash is SHA-256 over its prev_hash, a newline, and the canonical JSON (sorted keys, no
+   spaces, UTF-8) of {{session_id, seq, at, kind, actor, data}}; the first prev_hash is 64 zeros. The
+   event at manifest.json's timeline_head.seq must have timeline_head.hash.
+"""
+
+VERIFY_TIMELINE = '''import hashlib, json, sys
+
+events = json.load(open(sys.argv[1], encoding="utf-8"))
+head = json.load(open(sys.argv[2], encoding="utf-8"))["timeline_head"]
+prev = "0" * 64
+for e in events:
+    record = {k: e[k] for k in ("session_id", "seq", "at", "kind", "actor", "data")}
+    body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    digest = hashlib.sha256(prev.encode() + b"\\n" + body).hexdigest()
+    if e["prev_hash"] != prev or e["hash"] != digest:
+        sys.exit(f"timeline broken at seq {e['seq']}")
+    prev = digest
+signed = [e for e in events if e["seq"] == head["seq"]]
+if not signed or signed[0]["hash"] != head["hash"]:
+    sys.exit("the timeline does not match the signed manifest")
+print(f"timeline OK: {len(events)} events, signed head at seq {head['seq']}")
+'''
+
+
+class ExportError(Exception):
+    pass
+
+
+async def export_session(rt: Runtime, session_id: str, out: Path, actor: str = "cli") -> Path:
+    storage = LocalDirStorage(rt.settings.resolved_recordings_dir)
+    async with rt.db.session() as db:
+        if await Sessions(db).get(session_id) is None:
+            raise ExportError(f"no session {session_id}")
+        manifest = await db.get(Manifest, session_id)
+        if manifest is None:
+            raise ExportError(f"session {session_id} has no signed manifest (its call has not ended)")
+        events = await Timeline(db).list(session_id)
+        recordings = await Sessions(db).recordings(session_id)
+    files: dict[str, bytes] = {}
+    for rec in recordings:
+        if rec.purged_at is None:
+            ext = "webm" if rec.container == "webm" else "mkv"
+            files[f"recordings/{rec.party}.{ext}"] = storage.read_range(rec.storage_key)
+    files["timeline.json"] = json.dumps(
+        [{"session_id": e.session_id, "seq": e.seq, "at": e.at, "kind": e.kind, "actor": e.actor, "data": e.data,
+          "prev_hash": e.prev_hash, "hash": e.hash} for e in events], ensure_ascii=False, indent=1).encode()
+    files["manifest.json"] = manifest.body
+    files["manifest.sig"] = base64.b64decode(manifest.signature)
+    files["public_key.pem"] = rt.signing_key.public_pem.encode()
+    files["verify_timeline.py"] = VERIFY_TIMELINE.encode()
+    files["README.txt"] = README.format(session_id=session_id).encode()
+    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
+                   if name not in ("README.txt",))
+    files["SHA256SUMS"] = sums.encode()
+    if out.is_dir():
+        out = out / f"vbranch-evidence-{session_id}.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(f"{session_id}/{name}", data)
+    async with rt.db.session() as db:
+        await Audit(db).append(rt.clock.now(), actor, "evidence.export", session_id, {"file": out.name})
+    return out
