@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 
 from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, is_valid_api_key, require_roles
 from vbranch.api.errors import ApiError
@@ -17,15 +17,18 @@ from vbranch.sessions import SessionService
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
 
-@router.post("/sessions", response_model=SessionCreateOut, status_code=201)
-async def create_session(body: SessionCreateIn, request: Request, rt: RuntimeDep, db: DbDep,
-                         x_api_key: Annotated[str | None, Header()] = None) -> SessionCreateOut:
+async def session_creator(rt: RuntimeDep, db: DbDep, x_api_key: Annotated[str | None, Header()] = None) -> str:
+    """Who creates a session: the bank backend with its key (or, in demo mode, the demo page)."""
     if await is_valid_api_key(rt, db, x_api_key):
-        actor = "bank-backend"
-    elif rt.settings.demo and x_api_key is None:
-        actor = "demo-page"  # the demo customer page creates its own sessions
-    else:
-        raise ApiError(401, "invalid_api_key", "a valid X-Api-Key header is required")
+        return "bank-backend"
+    if rt.settings.demo and x_api_key is None:
+        return "demo-page"  # the demo customer page creates its own sessions
+    raise ApiError(401, "invalid_api_key", "a valid X-Api-Key header is required")
+
+
+@router.post("/sessions", response_model=SessionCreateOut, status_code=201)
+async def create_session(body: SessionCreateIn, request: Request, rt: RuntimeDep,
+                         actor: Annotated[str, Depends(session_creator)]) -> SessionCreateOut:
     sess, token = await SessionService(rt).create(
         service=body.service, channel=body.channel, customer_ref=body.customer.ref,
         customer_name=body.customer.name, priority=body.priority, reference_photo=body.reference_photo,
@@ -42,12 +45,16 @@ def may_see(staff: StaffClaims, sess: CustomerSession) -> bool:
     return staff.role != Role.AGENT or sess.agent_id == staff.account_id
 
 
-async def _visible_session(session_id: str, staff: StaffClaims, db) -> CustomerSession:
+async def visible_session(session_id: str, staff: StaffDep, db: DbDep) -> CustomerSession:
+    """The session if this staff member may see it (a dependency: checked before the body is read)."""
     sess = await Sessions(db).get(session_id)
     # one answer for "absent" and "not yours", so ids cannot be probed
     if sess is None or not may_see(staff, sess):
         raise ApiError(404, "not_found", "no such session")
     return sess
+
+
+VisibleSession = Annotated[CustomerSession, Depends(visible_session)]
 
 
 @router.get("/sessions", response_model=SessionPage)
@@ -62,25 +69,22 @@ async def list_sessions(staff: StaffDep, db: DbDep, service: str | None = None, 
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut)
-async def get_session(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> SessionOut:
-    sess = await _visible_session(session_id, staff, db)
+async def get_session(sess: VisibleSession, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> SessionOut:
     await Audit(db).append(rt.clock.now(), staff.username, "session.view", sess.id)
     return SessionOut.of(sess)
 
 
 @router.get("/sessions/{session_id}/timeline", response_model=list[TimelineEventOut])
-async def get_timeline(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> list[TimelineEventOut]:
-    sess = await _visible_session(session_id, staff, db)
+async def get_timeline(sess: VisibleSession, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> list[TimelineEventOut]:
     await Audit(db).append(rt.clock.now(), staff.username, "timeline.view", sess.id)
     return [TimelineEventOut.of(e) for e in await Timeline(db).list(sess.id)]
 
 
 @router.put("/sessions/{session_id}/reference-photo",
             dependencies=[require_roles(Role.AGENT, Role.SUPERVISOR, Role.ADMIN)])
-async def put_reference_photo(session_id: str, body: ReferencePhotoIn, staff: StaffDep, rt: RuntimeDep,
-                              db: DbDep) -> dict:
+async def put_reference_photo(sess: VisibleSession, body: ReferencePhotoIn, staff: StaffDep,
+                              rt: RuntimeDep) -> dict:
     """Replace the reference photo, e.g. with the customer's ID scanned during the call (the handling agent)."""
-    sess = await _visible_session(session_id, staff, db)
     if sess.state in ("completed", "abandoned", "failed"):
         raise ApiError(409, "invalid_state", f"the session is {sess.state}")
     digest = await SessionService(rt).replace_reference_photo(sess.id, body.photo, staff.username)
