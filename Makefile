@@ -24,3 +24,5 @@ test: install-test
 
 bench: install-test
 	$(PYTHON) bench/routing.py
+	$(PYTHON) bench/facecheck.py
+	$(PYTHON) bench/media.py
