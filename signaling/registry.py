@@ -17,6 +17,14 @@ from typing import Any, Protocol
 from vbranch.clock import Clock
 
 
+def customer_party(session_id: str) -> str:
+    return f"customer:{session_id}"
+
+
+def staff_party(account_id: int | str) -> str:
+    return f"staff:{account_id}"
+
+
 class Transport(Protocol):
     async def send_json(self, message: dict[str, Any]) -> None: ...
     async def close(self, code: int, reason: str = "") -> None: ...

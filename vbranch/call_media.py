@@ -12,6 +12,7 @@ from typing import Any
 
 from recordings.storage import LocalDirStorage
 from signaling.bus import MessageBus
+from signaling.registry import customer_party, staff_party
 from signaling.protocol import ProtocolError, server_message
 from vbranch.db.models import FaceCheck, Recording
 from vbranch.db.repositories import Sessions
@@ -21,14 +22,6 @@ from vbranch.runtime import Runtime
 from vbranch.sessions import SessionService
 
 log = logging.getLogger(__name__)
-
-
-def customer_party(session_id: str) -> str:
-    return f"customer:{session_id}"
-
-
-def staff_party(account_id: int | str) -> str:
-    return f"staff:{account_id}"
 
 
 class CallMedia:

@@ -11,7 +11,7 @@ from typing import Any
 
 from signaling.bus import LocalBus
 from signaling.protocol import ProtocolError, server_message
-from signaling.registry import AttachError, Connection, Registry
+from signaling.registry import AttachError, Connection, Registry, customer_party, staff_party
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
 from vbranch.call_media import CallMedia
 from vbranch.db.models import CustomerSession
@@ -20,7 +20,7 @@ from vbranch.domain.checklist import Checklist
 from vbranch.evidence import seal_session
 from vbranch.domain.routing_model import AgentState, RoutingError
 from vbranch.domain.session_state import FINAL, WAITING, SessionState
-from vbranch.queue_desk import QueueDesk, customer_party, staff_party
+from vbranch.queue_desk import QueueDesk
 from vbranch.runtime import Runtime
 from vbranch.sessions import SessionService
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from signaling.bus import MessageBus
+from signaling.registry import customer_party, staff_party
 from signaling.protocol import server_message
 from vbranch.db.models import CustomerSession, Service
 from vbranch.db.repositories import Accounts, Catalog, Sessions
@@ -38,14 +39,6 @@ log = logging.getLogger(__name__)
 
 POSITION_REFRESH_S = 10.0
 WALLBOARD_EVERY_S = 1.0
-
-
-def customer_party(session_id: str) -> str:
-    return f"customer:{session_id}"
-
-
-def staff_party(account_id: int | str) -> str:
-    return f"staff:{account_id}"
 
 
 def rules_of(svc: Service, rt: Runtime) -> dict[str, Any]:
@@ -268,4 +261,4 @@ class QueueDesk:
         return str(view.state) if view else "offline"
 
 
-__all__ = ["QueueDesk", "RoutingError", "customer_party", "staff_party"]
+__all__ = ["QueueDesk", "RoutingError"]

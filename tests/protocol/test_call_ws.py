@@ -6,7 +6,6 @@ import asyncio
 import base64
 
 import av
-import httpx
 import pytest
 
 from tests.protocol.test_routing_ws import agent, customer, mark_all

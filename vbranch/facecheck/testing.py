@@ -71,7 +71,6 @@ def face_frame(
     fw, fh = size
     face_w = right - left
     crop_w = face_w / face_fraction
-    crop_h = crop_w * fh / fw
     cx = (left + right) / 2
     cy = (top + bottom) / 2 + 0.08 * face_w  # a little more room above the head
     s = fw / crop_w
