@@ -12,8 +12,10 @@ install:
 	$(PIP) install -q --no-deps "face_recognition==1.3.0"
 
 install-test: install
-	@if ! command -v chromium >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
+	@# Chromium for the browser tests; a CJK font so Chinese text renders in its screenshots
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi wenquanyi; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+			fonts-wqy-microhei; fi
 	$(PIP) install -q -e ".[test]"
 
 serve: install

@@ -1,0 +1,134 @@
+// Camera/microphone access with classified errors, and one RTCPeerConnection to the server:
+// audio+video sendrecv, full ICE gathering before the offer (the server answers without trickle).
+
+export class MediaAccessError extends Error {
+  /** kind: denied | no_device | in_use | insecure | unsupported | other */
+  constructor(kind, cause) {
+    super(cause?.message || kind);
+    this.kind = kind;
+    this.name = cause?.name || 'MediaAccessError';
+  }
+}
+
+const VIDEO = { facingMode: 'user', width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15, max: 30 } };
+const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+
+function classify(err) {
+  switch (err && err.name) {
+    case 'NotAllowedError': case 'PermissionDeniedError': case 'SecurityError': return 'denied';
+    case 'NotFoundError': case 'DevicesNotFoundError': case 'OverconstrainedError': return 'no_device';
+    case 'NotReadableError': case 'TrackStartError': case 'AbortError': return 'in_use';
+    default: return 'other';
+  }
+}
+
+/** The local camera and microphone; a missing microphone alone is tolerated (video only). */
+export async function getLocalMedia({ video = true, audio = true } = {}) {
+  if (!window.isSecureContext) throw new MediaAccessError('insecure');
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw new MediaAccessError('unsupported');
+  try {
+    return await navigator.mediaDevices.getUserMedia({ video: video && VIDEO, audio: audio && AUDIO });
+  } catch (err) {
+    const kind = classify(err);
+    if (kind === 'no_device' && video && audio) {
+      try { return await navigator.mediaDevices.getUserMedia({ video: VIDEO, audio: false }); } catch { /* fall through */ }
+    }
+    throw new MediaAccessError(kind, err);
+  }
+}
+
+export function stopStream(stream) {
+  if (stream) for (const track of stream.getTracks()) track.stop();
+}
+
+function gatheringComplete(pc, timeoutMs) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      pc.removeEventListener('icegatheringstatechange', done);
+      clearTimeout(timer);
+      resolve();
+    };
+    // with slow STUN/TURN servers send what was gathered so far rather than hang
+    const timer = setTimeout(() => { pc.removeEventListener('icegatheringstatechange', done); resolve(); }, timeoutMs);
+    pc.addEventListener('icegatheringstatechange', done);
+  });
+}
+
+/**
+ * One party's media link with the server.
+ *   link = new PeerLink({iceServers, stream, onRemote(stream), onState(state)})
+ *   await link.negotiate(async (sdp) => answerSdp)   // again to reconnect: a new peer connection
+ */
+export class PeerLink {
+  constructor({ iceServers = [], stream = null, onRemote, onState }) {
+    this.iceServers = iceServers;
+    this.stream = stream;
+    this.onRemote = onRemote;
+    this.onState = onState;
+    this.pc = null;
+    this.remote = null;
+  }
+
+  get state() { return this.pc ? this.pc.connectionState : 'closed'; }
+
+  async negotiate(sendOffer, gatherTimeoutMs = 5000) {
+    this.close();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.pc = pc;
+    this.remote = new MediaStream();
+    for (const kind of ['audio', 'video']) {
+      const track = this.stream && this.stream.getTracks().find((tr) => tr.kind === kind);
+      if (track) pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
+      else pc.addTransceiver(kind, { direction: 'recvonly' });
+    }
+    pc.ontrack = (ev) => {
+      if (pc !== this.pc) return;
+      this.remote.addTrack(ev.track);
+      this.onRemote?.(this.remote);
+    };
+    pc.onconnectionstatechange = () => { if (pc === this.pc) this.onState?.(pc.connectionState); };
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    await gatheringComplete(pc, gatherTimeoutMs);
+    const answer = await sendOffer(pc.localDescription.sdp);
+    if (pc !== this.pc) return;
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  }
+
+  close() {
+    if (this.pc) {
+      const pc = this.pc;
+      this.pc = null;
+      pc.ontrack = null;
+      pc.onconnectionstatechange = null;
+      try { pc.close(); } catch { /* already closed */ }
+    }
+  }
+}
+
+/** Keeps a link up: renegotiates when the connection fails or stays disconnected. */
+export function keepAlive(link, renegotiate, { graceMs = 4000, maxAttempts = 5 } = {}) {
+  let timer = null;
+  let attempts = 0;
+  const prev = link.onState;
+  link.onState = (state) => {
+    prev?.(state);
+    clearTimeout(timer);
+    if (state === 'connected') { attempts = 0; return; }
+    if (state === 'failed' || state === 'disconnected') {
+      timer = setTimeout(() => {
+        if (link.state === 'connected' || attempts >= maxAttempts) return;
+        attempts += 1;
+        renegotiate().catch((e) => console.warn('renegotiation failed', e));
+      }, state === 'failed' ? 200 : graceMs);
+    }
+  };
+  return () => clearTimeout(timer);
+}
+
+/** Whether a video element is showing moving frames (for status displays). */
+export function isPlaying(video) {
+  return video.videoWidth > 0 && !video.paused && video.readyState >= 2;
+}
