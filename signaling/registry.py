@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vbranch.clock import Clock
@@ -51,7 +51,6 @@ class _Party:
     resume_token: str
     connection: Connection | None
     grace: asyncio.TimerHandle | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 class AttachError(Exception):
@@ -95,8 +94,7 @@ class Registry:
         elif resume_token is not None:
             raise AttachError("resume_failed", "nothing to resume: the resume window has passed")
         token = secrets.token_urlsafe(24)
-        attrs = current.attrs if current else {}
-        self._parties[party] = _Party(token, conn, None, attrs)
+        self._parties[party] = _Party(token, conn)
         conn.party = party
         return token, resumed
 
@@ -133,14 +131,6 @@ class Registry:
     def connection(self, party: str) -> Connection | None:
         entry = self._parties.get(party)
         return entry.connection if entry else None
-
-    def attrs(self, party: str) -> dict[str, Any]:
-        entry = self._parties.get(party)
-        return entry.attrs if entry else {}
-
-    def is_present(self, party: str) -> bool:
-        """Connected, or inside its grace window."""
-        return party in self._parties
 
     def connected(self, prefix: str = "") -> list[Connection]:
         return [p.connection for k, p in self._parties.items() if p.connection and k.startswith(prefix)]

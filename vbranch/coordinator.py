@@ -60,9 +60,6 @@ class Coordinator:
         await self.registry.close()
 
     # -- entry points from REST -----------------------------------------
-    async def session_created(self, sess: CustomerSession) -> None:
-        """Nothing to do yet: a session joins the queue when its customer connects."""
-
     async def queue_stats(self) -> dict[str, Any]:
         return await self.desk.stats()
 

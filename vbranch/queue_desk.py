@@ -142,8 +142,7 @@ class QueueDesk:
         elif isinstance(ev, AgentStateChanged):
             await self.bus.publish(staff_party(ev.agent_id), server_message(
                 "agent.status", status=str(ev.new), until=ev.until))
-            if ev.old == AgentState.WRAP_UP or (ev.old != AgentState.WRAP_UP and ev.agent_id in self._wrapping
-                                                and ev.new == AgentState.OFFLINE):
+            if ev.old == AgentState.WRAP_UP or ev.new == AgentState.OFFLINE:  # wrap-up over (or agent gone)
                 session_id = self._wrapping.pop(ev.agent_id, None)
                 if session_id:
                     await self._complete(session_id)

@@ -27,13 +27,12 @@ async def session_creator(rt: RuntimeDep, db: DbDep, x_api_key: Annotated[str | 
 
 
 @router.post("/sessions", response_model=SessionCreateOut, status_code=201)
-async def create_session(body: SessionCreateIn, request: Request, rt: RuntimeDep,
+async def create_session(body: SessionCreateIn, rt: RuntimeDep,
                          actor: Annotated[str, Depends(session_creator)]) -> SessionCreateOut:
     sess, token = await SessionService(rt).create(
         service=body.service, channel=body.channel, customer_ref=body.customer.ref,
         customer_name=body.customer.name, priority=body.priority, reference_photo=body.reference_photo,
         created_by=actor)
-    await request.app.state.coordinator.session_created(sess)
     claims = rt.tokens.decode_join(token)
     return SessionCreateOut(session_id=sess.id, join_token=token,
                             join_url=f"{rt.settings.public_base_url}/customer/#token={token}",
