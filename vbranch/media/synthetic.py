@@ -60,17 +60,36 @@ def pattern_image(width: int, height: int, index: int, fps: int = 15) -> np.ndar
     return img
 
 
-def encode_vp8_clip(
-    width: int = 640, height: int = 480, fps: int = 15, seconds: float = 4.0, bitrate: int = 500_000
-) -> list[tuple[bytes, bool]]:
-    """Encode a clip once: one key frame at the start, then P-frames (like WebRTC)."""
-    enc = av.CodecContext.create("libvpx", "w")
+def _video_encoder(codec: str, width: int, height: int, fps: int, bitrate: int) -> av.CodecContext:
+    enc = av.CodecContext.create(codec, "w")
     enc.width, enc.height = width, height
     enc.pix_fmt = "yuv420p"
     enc.time_base = fractions.Fraction(1, fps)
     enc.framerate = fractions.Fraction(fps, 1)
     enc.bit_rate = bitrate
-    enc.gop_size = 10_000
+    enc.gop_size = 10_000  # one key frame at the start, then P-frames (like WebRTC)
+    return enc
+
+
+def _encode_pattern(enc: av.CodecContext, fps: int, seconds: float) -> list[tuple[bytes, bool]]:
+    out: list[tuple[bytes, bool]] = []
+    for i in range(max(1, int(seconds * fps))):
+        frame = av.VideoFrame.from_ndarray(pattern_image(enc.width, enc.height, i, fps), format="bgr24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i
+        for packet in enc.encode(frame):
+            out.append((bytes(packet), bool(packet.is_keyframe)))
+    for packet in enc.encode(None):
+        out.append((bytes(packet), bool(packet.is_keyframe)))
+    assert out and out[0][1], "first frame must be a key frame"
+    return out
+
+
+def encode_vp8_clip(
+    width: int = 640, height: int = 480, fps: int = 15, seconds: float = 4.0, bitrate: int = 500_000
+) -> list[tuple[bytes, bool]]:
+    """Encode a clip once: one key frame at the start, then P-frames (like WebRTC)."""
+    enc = _video_encoder("libvpx", width, height, fps, bitrate)
     enc.options = {
         "deadline": "realtime",
         "cpu-used": "8",
@@ -80,44 +99,17 @@ def encode_vp8_clip(
         "bufsize": str(bitrate),
         "undershoot-pct": "95",
     }
-    out: list[tuple[bytes, bool]] = []
-    count = max(1, int(seconds * fps))
-    for i in range(count):
-        frame = av.VideoFrame.from_ndarray(pattern_image(width, height, i, fps), format="bgr24")
-        frame = frame.reformat(format="yuv420p")
-        frame.pts = i
-        for packet in enc.encode(frame):
-            out.append((bytes(packet), bool(packet.is_keyframe)))
-    for packet in enc.encode(None):
-        out.append((bytes(packet), bool(packet.is_keyframe)))
-    assert out and out[0][1], "first frame must be a key frame"
-    return out
+    return _encode_pattern(enc, fps, seconds)
 
 
 def encode_h264_clip(
     width: int = 640, height: int = 480, fps: int = 15, seconds: float = 4.0, bitrate: int = 500_000
 ) -> list[tuple[bytes, bool]]:
     """Annex B H.264 (constrained baseline, SPS/PPS in band), one key frame at the start."""
-    enc = av.CodecContext.create("libx264", "w")
-    enc.width, enc.height = width, height
-    enc.pix_fmt = "yuv420p"
-    enc.time_base = fractions.Fraction(1, fps)
-    enc.framerate = fractions.Fraction(fps, 1)
-    enc.bit_rate = bitrate
-    enc.gop_size = 10_000
+    enc = _video_encoder("libx264", width, height, fps, bitrate)
     enc.profile = "Baseline"
     enc.options = {"preset": "ultrafast", "tune": "zerolatency", "level": "31"}
-    out: list[tuple[bytes, bool]] = []
-    for i in range(max(1, int(seconds * fps))):
-        frame = av.VideoFrame.from_ndarray(pattern_image(width, height, i, fps), format="bgr24")
-        frame = frame.reformat(format="yuv420p")
-        frame.pts = i
-        for packet in enc.encode(frame):
-            out.append((bytes(packet), bool(packet.is_keyframe)))
-    for packet in enc.encode(None):
-        out.append((bytes(packet), bool(packet.is_keyframe)))
-    assert out and out[0][1], "first frame must be a key frame"
-    return out
+    return _encode_pattern(enc, fps, seconds)
 
 
 def encode_opus_clip(seconds: float = 2.0, freq: float = 440.0) -> list[bytes]:
