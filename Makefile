@@ -16,6 +16,11 @@ install-test: install
 	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi wenquanyi; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
 			fonts-wqy-microhei; fi
+	@# Firefox ESR for tests/browser/test_firefox.py, driven by puppeteer-core (no browser download) from Node.js
+	@if ! command -v firefox-esr >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr \
+			$$(command -v npm >/dev/null 2>&1 || echo nodejs npm); fi
+	cd tests/browser/firefox && npm ci --no-audit --no-fund --loglevel=error
 	$(PIP) install -q -e ".[test]"
 
 serve: install

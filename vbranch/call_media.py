@@ -2,6 +2,11 @@
 
 The coordinator decides who may do what; this module carries it out against
 the media hub (vbranch/media) and the face-check worker pool (vbranch/facecheck).
+
+Media health is evidence: each party's media state goes on the timeline and,
+as ``media.state``, to both parties as it changes; when the call ends the
+recordings are checked against the call (vbranch.domain.media_coverage) and a
+session they do not cover carries ``evidence_issues`` (``evidence_incomplete``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
 from signaling.protocol import ProtocolError, server_message
 from vbranch.db.models import FaceCheck, Recording
+from vbranch.domain.media_coverage import CoverageRules, PartyMedia, RecordingSpan, coverage_issues
 from vbranch.db.repositories import Sessions
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
 from vbranch.media.hub import MediaError, MediaHub
@@ -29,9 +35,16 @@ class CallMedia:
         self.rt = rt
         self.bus = bus
         self.sessions = sessions
-        self.hub = MediaHub(LocalDirStorage(rt.settings.resolved_recordings_dir), rt.clock,
-                            [s.model_dump(exclude_none=True) for s in rt.settings.ice_servers],
-                            mode=rt.settings.media_mode, on_event=self._media_event)
+        settings = rt.settings
+        self.hub = MediaHub(LocalDirStorage(settings.resolved_recordings_dir), rt.clock,
+                            [s.model_dump(exclude_none=True) for s in settings.ice_servers],
+                            mode=settings.media_mode, on_event=self._media_event,
+                            pair_wait_s=settings.media_pair_wait_s,
+                            connect_timeout_s=settings.media_connect_timeout_s,
+                            stall_after_s=settings.media_stall_after_s)
+        self.rules = CoverageRules(max_gap_s=settings.evidence_max_gap_s,
+                                   start_grace_s=settings.evidence_start_grace_s)
+        self._agents: dict[str, str] = {}  # session id -> the agent's party, while the call runs
         self._checks: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -41,35 +54,83 @@ class CallMedia:
         await self.hub.close()
 
     # -- negotiation -----------------------------------------------------
-    async def offer(self, session_id: str, party: str, sdp: str, ref: Any) -> dict[str, Any]:
+    def call_started(self, session_id: str, agent_id: int, started_at: float) -> None:
+        """A call has connected: its media is watched from now (a party that never connects is flagged)."""
+        self._agents[session_id] = staff_party(agent_id)
+        self.hub.open_session(session_id, started_at=started_at)
+
+    async def offer(self, session_id: str, party: str, sdp: str, ref: Any) -> list[dict[str, Any]]:
+        """The answer, then the hub's own candidates as ``rtc.ice`` (the last one null: no more)."""
         try:
             answer = await self.hub.handle_offer(session_id, party, sdp)
+            candidates = self.hub.local_candidates(session_id, party)
         except (MediaError, ValueError) as exc:
             raise ProtocolError("invalid_sdp", f"the SDP offer was refused: {exc}"[:300], ref) from None
-        return server_message("rtc.answer", ref, session_id=session_id, sdp=answer)
+        named = {"session_id": session_id}
+        return [server_message("rtc.answer", ref, sdp=answer, **named)] + [
+            server_message("rtc.ice", candidate=c, **named) for c in candidates]
 
-    async def ice(self, session_id: str, party: str, candidate: dict[str, Any] | None, ref: Any) -> None:
+    async def ice(self, session_id: str, party: str, candidate: dict[str, Any] | None, ref: Any) -> str:
+        """What became of a trickled candidate: added, queued, end or ignored:<why>."""
         try:
-            await self.hub.add_ice(session_id, party, candidate)
+            return await self.hub.add_ice(session_id, party, candidate)
         except (MediaError, ValueError) as exc:
             raise ProtocolError("invalid_candidate", f"the ICE candidate was refused: {exc}"[:300], ref) from None
 
+    _STATES = {"media.party_connected": "connected", "media.party_disconnected": "lost",
+               "media.party_stalled": "stalled", "media.party_resumed": "connected",
+               "media.party_not_connected": "not_connected"}
+
     def _media_event(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self.sessions.record(session_id, kind, "media", data))
+        self._spawn(self.sessions.record(session_id, kind, "media", data))
+        state = self._STATES.get(kind)
+        if state is None or data.get("reason") == "ended":
+            return
+        # both parties see the truth about each other's media (no "connected" on a black screen)
+        msg = server_message("media.state", session_id=session_id, party=data.get("party"), state=state,
+                             reason=data.get("reason"), offset_s=data.get("offset_s"))
+        self._spawn(self.bus.publish(customer_party(session_id), msg))
+        agent = self._agents.get(session_id)
+        if agent is not None:
+            self._spawn(self.bus.publish(agent, msg))
+
+    def _spawn(self, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # -- evidence of the media ---------------------------------------------
+    def coverage(self, session_id: str, started_at: float) -> list[dict[str, Any]]:
+        """What the recordings miss of the call so far (a running recording counts up to now)."""
+        now = self.rt.clock.now()
+        stats = self.hub.stats(session_id) if session_id in self.hub.sessions() else {}
+        spans = {}
+        for party, st in stats.items():
+            rec = st.get("recording") or {}
+            if rec.get("started_at") is not None:
+                spans[party] = RecordingSpan(rec["started_at"], now - rec["started_at"],
+                                             has_video=bool(rec.get("video_codec")))
+        return self._issues(started_at, now, self.hub.health(session_id), spans)
+
+    def _issues(self, started_at: float, ended_at: float, health: dict[str, dict[str, Any]],
+                spans: dict[str, RecordingSpan]) -> list[dict[str, Any]]:
+        parties = {p: PartyMedia(ever_connected=h["ever_connected"], intervals=h["intervals"],
+                                 recording=spans.get(p)) for p, h in health.items()}
+        return coverage_issues(started_at, ended_at, parties, self.rules)
+
     # -- end of a call ---------------------------------------------------
     async def end(self, session_id: str) -> list[Recording]:
-        """Stop any face check, finalise both recordings and store them."""
+        """Stop any face check, finalise both recordings, store them and judge their coverage."""
         check = self._checks.pop(session_id, None)
         if check:
             check.cancel()
-        if session_id not in self.hub.sessions():
-            return []
-        results = await self.hub.end_session(session_id)
+        self._agents.pop(session_id, None)
+        ended_at = self.rt.clock.now()
+        health = self.hub.health(session_id)
+        results = await self.hub.end_session(session_id) if session_id in self.hub.sessions() else []
         rows = []
         async with self.rt.db.session() as db:
+            sess = await Sessions(db).get(session_id)
             for r in results:
                 row = Recording(session_id=session_id, party=r.party, storage_key=r.storage_key,
                                 container=r.container, video_codec=r.video_codec, audio_codec=r.audio_codec,
@@ -77,11 +138,21 @@ class CallMedia:
                                 sha256=r.sha256, finalised_at=r.finalised_at or self.rt.clock.now())
                 db.add(row)
                 rows.append(row)
+            issues: list[dict[str, Any]] = []
+            if sess is not None and sess.connected_at is not None:
+                spans = {r.party: RecordingSpan(r.started_at, r.duration_s, has_video=bool(r.video_codec))
+                         for r in results if r.duration_s > 0}
+                issues = self._issues(sess.connected_at, ended_at, health, spans)
+                sess.evidence_issues = issues
+                db.add(sess)
             await db.commit()
         for row in rows:
             await self.sessions.record(session_id, "recording.finalised", "media", {
                 "party": row.party, "sha256": row.sha256, "duration_s": row.duration_s,
                 "size_bytes": row.size_bytes, "video_codec": row.video_codec, "audio_codec": row.audio_codec})
+        if sess is not None and sess.connected_at is not None:
+            await self.sessions.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
+                                       "system", {"issues": issues})
         return rows
 
     # -- face check --------------------------------------------------------

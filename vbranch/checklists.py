@@ -50,7 +50,8 @@ async def apply_checklists(rt: Runtime, checklists: dict[str, Checklist]) -> Non
                 log.info("checklist for service %r: no such service (yet)", code)
                 continue
             steps = [s.model_dump() for s in checklist.steps]
-            if svc.checklist != steps:
+            if svc.checklist != steps or svc.require_complete_recordings != checklist.require_complete_recordings:
                 svc.checklist = steps
+                svc.require_complete_recordings = checklist.require_complete_recordings
                 db.add(svc)
         await db.commit()

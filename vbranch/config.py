@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     wrapup_s: float = Field(30.0, ge=0)
     checklists_file: Path | None = None  # default: the checklists.toml shipped in the package
     media_mode: Literal["passthrough", "stock"] = "passthrough"
+    # the first party's answer waits this long for the other's offer, so both use one codec
+    media_pair_wait_s: float = Field(8.0, ge=0, le=60)
+    media_connect_timeout_s: float = Field(15.0, gt=0, le=300)  # then a party is flagged not connected
+    media_stall_after_s: float = Field(4.0, gt=0, le=60)  # connected but no frames: stalled
+    evidence_max_gap_s: float = Field(5.0, gt=0)  # longer holes in a party's recording flag the session
+    evidence_start_grace_s: float = Field(20.0, ge=0)  # time the parties get to connect at the call's start
     max_reference_photo_bytes: int = Field(5 * 1024 * 1024, gt=0)
     facecheck_threshold: float = Field(0.5, gt=0, lt=1)
     facecheck_workers: int = Field(1, ge=1, le=16)

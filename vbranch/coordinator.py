@@ -43,6 +43,7 @@ class Coordinator:
         self.desk = QueueDesk(rt, self.bus, self.sessions, self._watchers)
         self.desk.on_call_over = self._call_over
         self.media = CallMedia(rt, self.bus, self.sessions)
+        self.desk.on_call_started = self.media.call_started
 
     def _watchers(self) -> list[str]:
         return [c.party for c in self.registry.connected("staff:") if c.role in WATCHER_ROLES and c.party]
@@ -266,7 +267,9 @@ class Coordinator:
             svc = await Catalog(db).service(sess.service_code)
             events = await Timeline(db).list(sess.id)
             checks = await Sessions(db).face_checks(sess.id)
-        checklist = Checklist.model_validate({"steps": svc.checklist if svc else []})
+        checklist = Checklist.model_validate({
+            "steps": svc.checklist if svc else [],
+            "require_complete_recordings": bool(svc and svc.require_complete_recordings)})
         marked = {e.data.get("step") for e in events if e.kind == "checklist.mark"}
         passed = any(c.match and (c.liveness or {}).get("passed") for c in checks)
         return checklist, marked, passed
@@ -296,6 +299,14 @@ class Coordinator:
                                 f"mandatory checklist steps not done: {', '.join(missing)}; finish them or ask "
                                 "a supervisor to end the call with a reason", msg.id,
                                 [{"field": "checklist", "problem": code, "kind": "missing_step"} for code in missing])
+        if checklist.require_complete_recordings:
+            issues = self.media.coverage(sess.id, sess.connected_at or self.rt.clock.now())
+            if issues:
+                raise ProtocolError(
+                    "evidence_incomplete",
+                    "this service needs both parties recorded for the whole call, and the recordings are not "
+                    "complete; reconnect the missing party or ask a supervisor to end the call with a reason",
+                    msg.id, [{"field": "recordings", "problem": i["reason"], "party": i["party"]} for i in issues])
         await self._audit(conn, "session.end", sess.id, {"disposition": msg.disposition})
         await self._end_call(sess, SessionState.WRAP_UP, staff_party(sess.agent_id), "completed",
                              disposition=msg.disposition, notes=msg.notes)
@@ -312,7 +323,8 @@ class Coordinator:
         checklist, marked, passed = await self._checklist(sess)
         await self._audit(conn, "session.override_end", sess.id,
                           {"reason": msg.override_reason, "disposition": msg.disposition,
-                           "missing_steps": checklist.missing(marked, passed)})
+                           "missing_steps": checklist.missing(marked, passed),
+                           "recording_issues": self.media.coverage(sess.id, sess.connected_at or self.rt.clock.now())})
         await self._end_call(sess, SessionState.WRAP_UP, actor, "ended_by_supervisor",
                              disposition=msg.disposition, notes=msg.notes)
         return ack(msg, session_id=sess.id)
@@ -343,15 +355,16 @@ class Coordinator:
             raise ProtocolError("missing_field", "missing field(s): session_id", msg.id)
         return (await self._own_call(conn, msg)).id, "agent"
 
-    async def on_rtc_offer(self, conn: Connection, msg: Any) -> dict:
+    async def on_rtc_offer(self, conn: Connection, msg: Any) -> None:
         session_id, party = await self._media_party(conn, msg)
-        return await self.media.offer(session_id, party, msg.sdp, msg.id)
+        for reply in await self.media.offer(session_id, party, msg.sdp, msg.id):
+            await conn.send(reply)  # the answer first, then the hub's candidates
 
     async def on_rtc_ice(self, conn: Connection, msg: Any) -> dict | None:
         session_id, party = await self._media_party(conn, msg)
         candidate = msg.candidate.model_dump() if msg.candidate else None
-        await self.media.ice(session_id, party, candidate, msg.id)
-        return ack(msg)
+        status = await self.media.ice(session_id, party, candidate, msg.id)
+        return ack(msg, status=status)
 
     async def on_facecheck_start(self, conn: Connection, msg: Any) -> dict | None:
         sess = await self._own_call(conn, msg)

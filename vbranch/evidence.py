@@ -50,6 +50,7 @@ async def seal_session(rt: Runtime, key: SigningKey, session_id: str) -> Manifes
         checklist=checklist.status(marks, passed),
         consent=sess.consent or {},
         sealed_at=rt.clock.now(),
+        recording_issues=sess.evidence_issues or [],
     )
     row = Manifest(session_id=session_id, body=body, signature=key.sign(body), key_id=key.key_id,
                    created_at=rt.clock.now())
@@ -100,6 +101,7 @@ async def verify_session(rt: Runtime, key: SigningKey, sess: CustomerSession, re
     if not key.verify(manifest.body, manifest.signature):
         report.problems.append(f"{sid}: the manifest's signature does not match its content or this branch's key")
     body = json.loads(manifest.body)
+    _check_completeness(sid, body, events, report)
     head = body["timeline_head"]
     at_head = next((e for e in events if e.seq == head["seq"]), None)
     if at_head is None or at_head.hash != head["hash"]:
@@ -120,6 +122,29 @@ async def verify_session(rt: Runtime, key: SigningKey, sess: CustomerSession, re
             report.problems.append(f"{sid}: the {party} recording's file is missing")
         elif _file_sha256(path) != entry["sha256"]:
             report.problems.append(f"{sid}: the {party} recording's file was altered (SHA-256 differs)")
+
+
+def describe_issue(issue: dict) -> str:
+    party, reason = issue.get("party", "?"), issue.get("reason", "?")
+    if reason == "gap":
+        return (f"{party} not recorded for {issue.get('duration_s')} s "
+                f"({issue.get('start_offset_s')}-{issue.get('end_offset_s')} s into the call)")
+    return {"never_connected": f"{party} media never connected", "recording_missing": f"{party} recording missing",
+            "no_video": f"{party} recording has no video"}.get(reason, f"{party}: {reason}")
+
+
+def _check_completeness(sid: str, body: dict, events: list, report: Report) -> None:
+    """Incomplete dual recording is a problem unless a supervisor acknowledged it (on the timeline)."""
+    issues = body.get("recording_issues") or []
+    if not issues:
+        return
+    summary = "; ".join(describe_issue(i) for i in issues)
+    ack = next((e for e in events if e.kind == "evidence.acknowledged"), None)
+    if ack is None:
+        report.problems.append(f"{sid}: evidence incomplete: {summary} (not acknowledged by a supervisor)")
+    else:
+        report.notes.append(f"{sid}: evidence incomplete: {summary}; acknowledged by {ack.actor}: "
+                            f"{ack.data.get('reason')}")
 
 
 async def verify_audit(rt: Runtime, report: Report) -> None:

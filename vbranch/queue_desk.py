@@ -64,6 +64,7 @@ class QueueDesk:
         self._wallboard_dirty = True
         self._joined_at: dict[str, float] = {}  # for the join-to-offer metric
         self.on_call_over: Callable[[str], Any] | None = None  # media teardown hook
+        self.on_call_started: Callable[[str, int, float], Any] | None = None  # media watch hook
 
     async def start(self) -> None:
         async with self.rt.db.session() as db:
@@ -126,9 +127,11 @@ class QueueDesk:
                 await self.sessions.move(ev.session_id, SessionState.QUEUED, "router",
                                          {"agent_id": int(ev.agent_id), "reason": ev.reason}, agent_id=None)
         elif isinstance(ev, SessionConnected):
-            await self.sessions.move(ev.session_id, SessionState.CONNECTED, staff_party(ev.agent_id),
-                                     {"agent_id": int(ev.agent_id), "waited_s": round(ev.waited_s, 1)},
-                                     connected_at=self.rt.clock.now(), agent_id=int(ev.agent_id))
+            sess = await self.sessions.move(ev.session_id, SessionState.CONNECTED, staff_party(ev.agent_id),
+                                            {"agent_id": int(ev.agent_id), "waited_s": round(ev.waited_s, 1)},
+                                            connected_at=self.rt.clock.now(), agent_id=int(ev.agent_id))
+            if self.on_call_started:
+                self.on_call_started(ev.session_id, int(ev.agent_id), sess.connected_at)
             await self.bus.publish(staff_party(ev.agent_id),
                                    server_message("session.connected", session_id=ev.session_id))
             await self.bus.publish(customer_party(ev.session_id), server_message(

@@ -39,6 +39,7 @@ MATRIX: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/sessions/{session_id}/verify"): {"reviewer", "admin"},
     ("GET", "/api/v1/audit"): {"admin"},
     ("PUT", "/api/v1/sessions/{session_id}/legal-hold"): {"admin"},
+    ("POST", "/api/v1/sessions/{session_id}/evidence-acknowledgement"): {"supervisor", "admin"},
     ("GET", "/api/v1/admin/agents"): {"admin"},
     ("POST", "/api/v1/admin/agents"): {"admin"},
     ("PATCH", "/api/v1/admin/agents/{account_id}"): {"admin"},

@@ -12,7 +12,8 @@ from recordings.storage import LocalDirStorage, StorageError
 from recordings.writer import MatroskaPacketWriter, StreamSpec, container_for, probe
 from vbranch.clock import FakeClock
 from vbranch.media.codecs import is_keyframe, opus_duration_ms, vp8_dimensions
-from vbranch.media.forwarding import EncodedFrame, prefer_codecs
+from vbranch.media.forwarding import EncodedFrame
+from vbranch.media.negotiation import prefer_codecs
 from vbranch.media.recorder import PartyRecorder
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)

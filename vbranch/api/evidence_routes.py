@@ -13,7 +13,7 @@ from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.clock import utc
 from vbranch.db.models import Manifest
-from vbranch.db.repositories import Audit, Sessions
+from vbranch.db.repositories import Audit, Sessions, Timeline
 from vbranch.domain.roles import Role
 from vbranch.evidence import verify
 
@@ -23,6 +23,11 @@ router = APIRouter(prefix="/api/v1", tags=["evidence"])
 class LegalHoldIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hold: bool
+    reason: Annotated[str, Field(min_length=3, max_length=2000)]
+
+
+class EvidenceAckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     reason: Annotated[str, Field(min_length=3, max_length=2000)]
 
 
@@ -72,3 +77,31 @@ async def legal_hold(session_id: str, body: LegalHoldIn, staff: StaffDep, rt: Ru
     await Audit(db).append(rt.clock.now(), staff.username, "session.legal_hold", session_id,
                            {"hold": body.hold, "reason": body.reason})
     return {"session_id": session_id, "legal_hold": body.hold}
+
+
+@router.post("/sessions/{session_id}/evidence-acknowledgement",
+             dependencies=[require_roles(Role.SUPERVISOR, Role.ADMIN)])
+async def acknowledge_incomplete_evidence(session_id: str, body: EvidenceAckIn, staff: StaffDep, rt: RuntimeDep,
+                                          db: DbDep) -> dict:
+    """A supervisor accepts, with a reason, that a call's recordings do not cover both parties.
+
+    The acknowledgement is audited and appended to the session's timeline (hash-chained),
+    so `vbranch verify` then notes the gap instead of failing on it.
+    """
+    sess = await Sessions(db).get(session_id)
+    if sess is None:
+        raise ApiError(404, "not_found", "no such session")
+    if not sess.evidence_issues:
+        raise ApiError(409, "evidence_complete", "this session's evidence is not flagged incomplete")
+    if sess.evidence_ack is not None:
+        raise ApiError(409, "already_acknowledged", "this session's incomplete evidence was already acknowledged")
+    now = rt.clock.now()
+    ack = {"by": staff.username, "reason": body.reason, "at": utc(now).isoformat()}
+    sess.evidence_ack = ack
+    db.add(sess)
+    await db.commit()
+    await Timeline(db).append(session_id, now, "evidence.acknowledged", staff.username,
+                              {"reason": body.reason, "issues": sess.evidence_issues})
+    await Audit(db).append(now, staff.username, "session.evidence_acknowledged", session_id,
+                           {"reason": body.reason, "issues": sess.evidence_issues})
+    return {"session_id": session_id, "evidence_acknowledged": ack}

@@ -71,6 +71,12 @@ class SessionOut(BaseModel):
     notes: str | None
     consent: dict[str, Any]
     legal_hold: bool
+    evidence_incomplete: bool = Field(description="the recordings do not cover both parties for the whole call")
+    evidence_issues: list[dict[str, Any]] = Field(
+        description="[{party, reason: never_connected|recording_missing|no_video|gap, start_offset_s?, end_offset_s?, "
+                    "duration_s?}]")
+    evidence_acknowledged: dict[str, Any] | None = Field(
+        description="a supervisor's acknowledgement of incomplete evidence: {by, reason, at}")
 
     @classmethod
     def of(cls, s: CustomerSession) -> "SessionOut":
@@ -79,7 +85,9 @@ class SessionOut(BaseModel):
                    customer={"ref": s.customer_ref, "name": s.customer_name}, priority=s.priority, state=s.state,
                    created_at=iso(s.created_at), offered_at=iso(s.offered_at), connected_at=iso(s.connected_at),
                    ended_at=iso(s.ended_at), agent_id=s.agent_id, end_reason=s.end_reason,
-                   disposition=s.disposition, notes=s.notes, consent=s.consent, legal_hold=s.legal_hold)
+                   disposition=s.disposition, notes=s.notes, consent=s.consent, legal_hold=s.legal_hold,
+                   evidence_incomplete=bool(s.evidence_issues), evidence_issues=list(s.evidence_issues or []),
+                   evidence_acknowledged=s.evidence_ack)
 
 
 class SessionPage(BaseModel):

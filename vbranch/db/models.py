@@ -56,6 +56,8 @@ class Service(SQLModel, table=True):
     escalation: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     retention_days: int = Field(default=3650, ge=1)
     active: bool = True
+    # session.end is refused while the recordings do not cover both parties (supervisors may override)
+    require_complete_recordings: bool = False
 
 
 class ApiKey(SQLModel, table=True):
@@ -88,6 +90,10 @@ class CustomerSession(SQLModel, table=True):
     notes: str | None = None
     consent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     legal_hold: bool = False
+    # evidence_incomplete when non-empty: [{party, reason, ...}] (vbranch.domain.media_coverage)
+    evidence_issues: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # a supervisor's acknowledgement of incomplete evidence: {by, reason, at}
+    evidence_ack: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class ReferencePhoto(SQLModel, table=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -135,8 +136,23 @@ class Sessions:
 
 # Appends to a hash chain must be serialised; the database's unique (session_id, seq)
 # constraint catches a race between processes, these locks avoid it within one.
-_timeline_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-_audit_lock = asyncio.Lock()
+# They are per event loop: a lock held when its loop stopped (a server stopped mid-append)
+# must not block, or fail in, the next loop of the same process (tests, `vbranch` commands).
+class _ChainLocks:
+    def __init__(self) -> None:
+        self.timeline: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.audit = asyncio.Lock()
+
+
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ChainLocks] = weakref.WeakKeyDictionary()
+
+
+def _chain_locks() -> _ChainLocks:
+    loop = asyncio.get_running_loop()
+    locks = _locks.get(loop)
+    if locks is None:
+        locks = _locks[loop] = _ChainLocks()
+    return locks
 
 
 def timeline_record(ev: TimelineEvent) -> dict[str, Any]:
@@ -157,7 +173,7 @@ class Timeline:
     async def append(self, session_id: str, at: float, kind: str, actor: str,
                      data: dict[str, Any] | None = None) -> TimelineEvent:
         """Append and commit one event (its own transaction keeps the chain simple)."""
-        async with _timeline_locks[session_id]:
+        async with _chain_locks().timeline[session_id]:
             last = (await self.db.exec(select(TimelineEvent).where(TimelineEvent.session_id == session_id)
                                        .order_by(col(TimelineEvent.seq).desc()).limit(1))).first()
             ev = TimelineEvent(session_id=session_id, seq=(last.seq + 1) if last else 1, at=at, kind=kind,
@@ -178,7 +194,7 @@ class Audit:
 
     async def append(self, at: float, actor: str, action: str, session_id: str | None = None,
                      detail: dict[str, Any] | None = None) -> AuditLog:
-        async with _audit_lock:
+        async with _chain_locks().audit:
             last = (await self.db.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
             row = AuditLog(at=at, actor=actor, action=action, session_id=session_id, detail=detail or {},
                            prev_hash=last.hash if last else GENESIS, hash="")

@@ -25,7 +25,9 @@ class ChecklistStep(BaseModel):
 
 class Checklist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    steps: tuple[ChecklistStep, ...]
+    steps: tuple[ChecklistStep, ...] = ()
+    # session.end needs recordings that cover both parties (see vbranch.domain.media_coverage)
+    require_complete_recordings: bool = False
 
     @field_validator("steps")
     @classmethod

@@ -31,13 +31,19 @@ def verify_chain(links: Iterable[tuple[Mapping[str, Any], str, str]]) -> list[in
     return broken
 
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: evidence_complete and recording_issues
 
 
 def build_manifest(*, session: Mapping[str, Any], recordings: list[Mapping[str, Any]],
                    timeline_head: Mapping[str, Any], face_checks: list[Mapping[str, Any]],
-                   checklist: list[Mapping[str, Any]], consent: Mapping[str, Any], sealed_at: float) -> bytes:
-    """The canonical bytes of a session's evidence manifest (what gets signed)."""
+                   checklist: list[Mapping[str, Any]], consent: Mapping[str, Any], sealed_at: float,
+                   recording_issues: list[Mapping[str, Any]] | None = None) -> bytes:
+    """The canonical bytes of a session's evidence manifest (what gets signed).
+
+    ``evidence_complete`` is false when ``recording_issues`` (vbranch.domain.media_coverage)
+    name any party the recordings do not cover.
+    """
+    issues = [dict(i) for i in recording_issues or []]
     return canonical_json({
         "manifest_version": MANIFEST_VERSION,
         "session": dict(session),
@@ -46,5 +52,7 @@ def build_manifest(*, session: Mapping[str, Any], recordings: list[Mapping[str, 
         "face_checks": [dict(f) for f in face_checks],
         "checklist": [dict(c) for c in checklist],
         "consent": dict(consent),
+        "evidence_complete": not issues,
+        "recording_issues": issues,
         "sealed_at": sealed_at,
     })

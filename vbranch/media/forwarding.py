@@ -147,6 +147,7 @@ class MediaSource:
         self.keyframes = 0
         self.bytes = 0
         self.plis_sent = 0
+        self.last_arrival: float | None = None  # time.monotonic() of the newest frame
         self._subscribers: list[FrameSink] = []
         self._receiver: RTCRtpReceiver | None = None
         self._last_pli = -1e9
@@ -205,6 +206,7 @@ class MediaSource:
         self.bytes += len(data)
         if keyframe and self.kind == "video":
             self.keyframes += 1
+        self.last_arrival = time.monotonic()
         frame = EncodedFrame(
             kind=self.kind,
             codec=codec,
@@ -212,7 +214,7 @@ class MediaSource:
             data=data,
             timestamp=jf.timestamp,
             keyframe=keyframe,
-            arrival=time.monotonic(),
+            arrival=self.last_arrival,
             generation=generation,
         )
         for sink in tuple(self._subscribers):
@@ -406,23 +408,6 @@ def hook_sender_keyframes(sender: RTCRtpSender, track: ForwardTrack) -> None:
         track.downstream_keyframe_request()
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-
-
-def prefer_codecs(codecs: list[RTCRtpCodecParameters], order: list[str]) -> list[RTCRtpCodecParameters]:
-    """Reorder negotiated codecs so the first match of ``order`` comes first.
-
-    aiortc sends with ``codecs[0]`` and browsers send with the answer's first
-    codec, so this picks the codec used both ways. RTX entries follow their codec.
-    """
-    rank = {k.lower(): i for i, k in enumerate(order)}
-    base = [c for c in codecs if codec_key(c) != "rtx"]
-    rtx = [c for c in codecs if codec_key(c) == "rtx"]
-    base.sort(key=lambda c: rank.get(codec_key(c), len(rank)))  # stable
-    result: list[RTCRtpCodecParameters] = []
-    for c in base:
-        result.append(c)
-        result.extend(r for r in rtx if r.parameters.get("apt") == c.payloadType)
-    return result
 
 
 UDP_RCVBUF = 2 * 1024 * 1024

@@ -14,16 +14,30 @@ to the original sender; video is decoded only for taps; a transcoding fallback
 to measure the difference (bench/media.py).
 
 Timeline events go to ``on_event(session_id, kind, data)``; ``data`` always has
-``at`` (wall clock from the injected clock). Kinds:
+``at`` (wall clock from the injected clock) and, once the call's start is known
+(:meth:`MediaHub.open_session`), ``offset_s`` from it. Kinds:
 
 - ``media.party_connected`` {party, video_codec, audio_codec}
 - ``media.party_disconnected`` {party, reason: closed|failed|replaced|ended}
+- ``media.party_stalled`` {party, silent_s} / ``media.party_resumed`` {party}: connected, but no
+  frame arrived for ``stall_after_s`` / frames flow again
+- ``media.party_not_connected`` {party, reason: no_offer|ice, after_s}: not connected
+  ``connect_timeout_s`` after the call opened or after its offer (told as it happens)
+- ``media.ice_ignored`` {party, mdns, tcp}: candidates that cannot be used (once per offer)
 - ``media.forwarding_started`` {from, to, kind, mode: passthrough|transcode, source_codec, sink_codec}
 - ``media.transcoding_fallback`` {from, to, kind, source_codec, sink_codec}
 - ``media.keyframe_requested`` {party, by, reason: pli|forward_start|forward_overflow|recorder_start|tap_start|tap_overflow|api}
 - ``media.recording_started`` {party, storage_key, container, video_codec, audio_codec, started_at}
 - ``media.recording_finalised`` {RecordingResult fields}
 - ``media.recording_warning`` {party, message} / ``media.recording_error`` {party, error}
+
+Codecs: the call's codec is one both parties offered (vbranch.media.negotiation);
+with ``pair_wait_s`` the first offer's answer waits (at most that long) for the
+other party's offer, so the order of arrival never decides whether a call is
+transcoded. ICE: mDNS candidates are ignored and the browser's address is
+learnt from its checks (vbranch.media.ice); :meth:`MediaHub.local_candidates`
+gives the hub's own for trickling to the client. Each party's media health
+(vbranch.media.health) is kept for the evidence (:meth:`MediaHub.health`).
 
 Notes:
 
@@ -60,14 +74,16 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
 
 from recordings.storage import RecordingStorage
 from recordings.writer import probe
 from vbranch.clock import Clock, SystemClock
 
 from .codecs import codec_key
-from .forwarding import ForwardTrack, MediaSource, hook_sender_keyframes, prefer_codecs, tune_socket_buffers
+from .forwarding import ForwardTrack, MediaSource, hook_sender_keyframes, tune_socket_buffers
+from .health import PartyHealth
+from .ice import CandidateError, TrickledCandidate, candidate_message, parse_candidate, sanitize_offer
+from .negotiation import AUDIO_ORDER, choose, offered, prefer_codecs, variant
 from .recorder import PartyRecorder, RecordingResult, open_new_recording
 from .tap import StockVideoTap, VideoTap
 
@@ -98,9 +114,17 @@ class _Party:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pc: RTCPeerConnection | None = None
     connected: bool = False
-    pending_ice: list[dict[str, Any] | None] = field(default_factory=list)
+    pending_ice: list[TrickledCandidate] = field(default_factory=list)
+    usable_candidates: int = 0  # remote candidates given to ICE for the current connection
+    end_held: bool = False  # end-of-candidates not passed on: nothing usable came (see vbranch.media.ice)
+    offered_at: float | None = None
+    sends: set[str] = field(default_factory=set)
     tracks: list[ForwardTrack] = field(default_factory=list)
     negotiated: dict[str, str] = field(default_factory=dict)  # kind -> codec key used both ways
+    variants: dict[str, str] = field(default_factory=dict)  # kind -> codec variant (h264/42e0)
+    offered: dict[str, list[str]] | None = None  # kind -> codec keys its current offer allows
+    offer_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    health: PartyHealth | None = None
     recorder: PartyRecorder | None = None
     # stock mode
     remote_tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
@@ -118,6 +142,9 @@ class _Session:
     taps: set[Any] = field(default_factory=set)
     relay: MediaRelay | None = None
     ended: bool = False
+    opened_at: float = 0.0
+    started_at: float | None = None  # the call's start (wall clock), for offsets
+    call_codecs: dict[str, str] = field(default_factory=dict)  # kind -> codec chosen for the call
 
 
 class MediaHub:
@@ -134,6 +161,9 @@ class MediaHub:
         cluster_ms: int = 1000,
         fsync_interval_s: float | None = 1.0,
         header_wait_s: float = 2.0,
+        pair_wait_s: float = 0.0,
+        connect_timeout_s: float = 15.0,
+        stall_after_s: float = 4.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -146,17 +176,28 @@ class MediaHub:
         self.cluster_ms = cluster_ms
         self.fsync_interval_s = fsync_interval_s
         self.header_wait_s = header_wait_s
+        self.pair_wait_s = pair_wait_s
+        self.connect_timeout_s = connect_timeout_s
+        self.stall_after_s = stall_after_s
         self._ice_servers = [_ice_server(s) for s in (ice_servers or [])]
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ API
-    def open_session(self, session_id: str) -> None:
-        """Create the session's state now (it is also created by the first offer)."""
-        self._session(session_id, create=True)
+    def open_session(self, session_id: str, started_at: float | None = None) -> None:
+        """Create the session's state now (it is also created by the first offer).
+
+        ``started_at`` is the call's start (wall clock): events then carry
+        ``offset_s`` from it, and a party that has not connected
+        ``connect_timeout_s`` after it is flagged.
+        """
+        session = self._session(session_id, create=True)
+        if started_at is not None:
+            session.started_at = started_at
 
     async def handle_offer(self, session_id: str, party: str, sdp: str) -> str:
         """Apply a party's SDP offer and return the hub's answer SDP."""
@@ -168,17 +209,23 @@ class MediaHub:
                 raise MediaError("session has ended")
             if p.pc is not None:
                 await self._close_pc(session, p, "replaced")
+            offer = sanitize_offer(sdp)
             pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
             p.pc = pc
+            p.usable_candidates, p.end_held = offer.usable, offer.end_held
+            p.offered_at = self.clock.now()
 
             @pc.on("connectionstatechange")
             def _state_changed() -> None:
                 self._on_connection_state(session, p, pc)
 
             try:
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
                 if not any(t.kind in KINDS for t in pc.getTransceivers()):
                     raise MediaError("the offer has no audio or video")
+                if offer.mdns_dropped:
+                    self._emit(session.id, "media.ice_ignored", {"party": party, "mdns": offer.mdns_dropped})
+                await self._await_peer_offer(session, p, pc)
                 if self.mode == "stock":
                     self._wire_stock(session, p, pc)
                 else:
@@ -186,9 +233,13 @@ class MediaHub:
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
                 tune_socket_buffers(pc)
+                self._set_health(session, p, "connecting")
                 # candidates that came before (or while) the offer was applied
                 while p.pending_ice:
-                    await self._add_candidate(pc, p.pending_ice.pop(0))
+                    try:
+                        await self._add_candidate(p, pc, p.pending_ice.pop(0))
+                    except MediaError as exc:  # already acknowledged: log, do not fail the offer
+                        log.info("session %s %s: queued candidate dropped: %s", session_id, party, exc)
             except Exception as exc:
                 await self._close_pc(session, p, "failed", emit=False)
                 if isinstance(exc, MediaError):
@@ -196,18 +247,56 @@ class MediaHub:
                 raise MediaError(f"cannot answer the offer: {exc}") from exc
             return pc.localDescription.sdp
 
-    async def add_ice(self, session_id: str, party: str, candidate: dict[str, Any] | None) -> None:
-        """Add a trickled ICE candidate ({candidate, sdpMid, sdpMLineIndex}); None ends them."""
+    async def add_ice(self, session_id: str, party: str, candidate: dict[str, Any] | None) -> str:
+        """Add a trickled ICE candidate ({candidate, sdpMid, sdpMLineIndex}); None ends them.
+
+        Returns what became of it: ``added``, ``queued`` (before the offer is
+        applied), ``end`` or ``ignored:<why>`` (mDNS, TCP: valid but unusable
+        here). Raises MediaError for anything that is not a candidate.
+        """
         _check_party(party)
+        try:
+            parsed = parse_candidate(candidate)
+        except CandidateError as exc:
+            raise MediaError(str(exc)) from None
         session = self._session(session_id, create=True)
         p = self._party(session, party)
+        if parsed.ignored:
+            self._emit(session.id, "media.ice_ignored", {"party": party, parsed.ignored: 1})
+            return f"ignored:{parsed.ignored}"
         pc = p.pc
         if pc is None or pc.remoteDescription is None or p.lock.locked():
             if len(p.pending_ice) >= MAX_PENDING_ICE:
                 raise MediaError("too many ICE candidates before the offer")
-            p.pending_ice.append(candidate)
-            return
-        await self._add_candidate(pc, candidate)
+            p.pending_ice.append(parsed)
+            return "queued"
+        return await self._add_candidate(p, pc, parsed)
+
+    def local_candidates(self, session_id: str, party: str) -> list[dict[str, Any] | None]:
+        """The hub's own candidates for ``party``'s connection, as ``rtc.ice`` payloads, then None (the end)."""
+        session = self._session(session_id, create=False)
+        pc = self._party(session, party).pc
+        out: list[dict[str, Any] | None] = []
+        if pc is None:
+            return out
+        seen: set[int] = set()
+        for index, t in enumerate(pc.getTransceivers()):
+            ice_transport = t.receiver.transport.transport
+            if id(ice_transport) in seen or t.mid is None:
+                continue
+            seen.add(id(ice_transport))
+            for c in ice_transport.iceGatherer.getLocalCandidates():
+                c.sdpMid, c.sdpMLineIndex = t.mid, index
+                out.append(candidate_message(c))
+        out.append(None)
+        return out
+
+    def health(self, session_id: str) -> dict[str, dict[str, Any]]:
+        """Each party's media health (see vbranch.media.health); {} for an unknown session."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return {}
+        return {name: self._health(session, p).snapshot() for name, p in session.parties.items()}
 
     async def close_party(self, session_id: str, party: str) -> None:
         """Hang up one party (its recording stays open until end_session)."""
@@ -226,6 +315,8 @@ class MediaHub:
         if session is None:
             return []
         session.ended = True
+        for p in session.parties.values():
+            p.offer_seen.set()  # wake an answer waiting for the other party
         for tap in list(session.taps):
             tap.close()
         for p in session.parties.values():
@@ -249,9 +340,11 @@ class MediaHub:
             p.remote_tracks.clear()
             p.senders.clear()
         session.relay = None
-        if not self._sessions and self._flusher is not None:
-            self._flusher.cancel()
-            self._flusher = None
+        if not self._sessions:
+            for task in (self._flusher, self._watcher):
+                if task is not None:
+                    task.cancel()
+            self._flusher = self._watcher = None
         return results
 
     def tap_video(self, session_id: str, party: str, *, format: str | None = None) -> VideoTap | StockVideoTap:
@@ -320,9 +413,10 @@ class MediaHub:
                 await self.end_session(session_id)
             except Exception:
                 log.exception("ending session %s failed", session_id)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            self._flusher = None
+        for task in (self._flusher, self._watcher):
+            if task is not None:
+                task.cancel()
+        self._flusher = self._watcher = None
         tasks = [t for t in self._tasks if not t.done()]
         for t in tasks:
             t.cancel()
@@ -354,11 +448,13 @@ class MediaHub:
                         for kind in KINDS
                     },
                 )
-            session = _Session(id=session_id, parties=parties)
+            session = _Session(id=session_id, parties=parties, opened_at=self.clock.now())
             if self.mode == "stock":
                 session.relay = MediaRelay()
             self._sessions[session_id] = session
             self._ensure_flusher()
+            if self._watcher is None and self.mode == "passthrough":
+                self._watcher = asyncio.ensure_future(self._watch_loop())
         return session
 
     @staticmethod
@@ -387,12 +483,7 @@ class MediaHub:
             offer_dir = t._offerDirection or "inactive"
             client_sends = offer_dir in ("recvonly", "sendrecv")
             client_receives = offer_dir in ("sendonly", "sendrecv")
-            order = list(self.video_codecs) if kind == "video" else ["opus"]
-            peer_key = peer.sources[kind].key or peer.negotiated.get(kind)
-            if peer_key:
-                order.insert(0, peer_key)  # same codec both sides: no transcoding
-            t._codecs = prefer_codecs(t._codecs, order)
-            p.negotiated[kind] = codec_key(t._codecs[0])
+            t._codecs = self._order_codecs(session, p, kind, t._codecs)
             t.direction = "sendrecv"
             if client_sends:
                 p.sources[kind].attach(t.receiver)
@@ -409,6 +500,7 @@ class MediaHub:
                 t.sender.replaceTrack(track)
                 hook_sender_keyframes(t.sender, track)
                 p.tracks.append(track)
+        p.sends = sends
         if p.recorder is None and sends:
             p.recorder = PartyRecorder(
                 session_id=session.id,
@@ -428,6 +520,41 @@ class MediaHub:
                 source.subscribe(p.recorder)
         elif p.recorder is not None and p.recorder.writer is None:
             p.recorder.expected_kinds = sends
+
+    async def _await_peer_offer(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
+        """Note what this offer allows; if the call has no codecs yet, give the other party's offer a moment."""
+        p.offered = {}
+        for t in pc.getTransceivers():
+            if t.kind in KINDS and t.kind not in p.offered:
+                p.offered[t.kind] = offered(t._codecs)
+        p.offer_seen.set()
+        peer = session.parties[other_party(p.name)]
+        undecided = any(kind not in session.call_codecs for kind in p.offered)
+        if self.pair_wait_s > 0 and undecided and peer.offered is None and not peer.connected:
+            try:
+                await asyncio.wait_for(peer.offer_seen.wait(), self.pair_wait_s)
+            except asyncio.TimeoutError:
+                log.info("session %s: no offer from the %s within %.1f s; answering the %s alone",
+                         session.id, peer.name, self.pair_wait_s, p.name)
+        if session.ended:
+            raise MediaError("session has ended")
+
+    def _order_codecs(self, session: _Session, p: _Party, kind: str, codecs: list[Any]) -> list[Any]:
+        """The party's negotiated codecs with the call's codec first (see vbranch.media.negotiation)."""
+        peer = session.parties[other_party(p.name)]
+        preference = list(self.video_codecs) if kind == "video" else list(AUDIO_ORDER)
+        mine = offered(codecs)
+        peer_offer = peer.offered.get(kind) if peer.offered is not None else None
+        chosen = choose(preference, mine, peer_offer, session.call_codecs.get(kind))
+        ordered = prefer_codecs(codecs, [chosen] if chosen else preference, peer.variants.get(kind))
+        if ordered:
+            p.negotiated[kind] = codec_key(ordered[0])
+            p.variants[kind] = variant(ordered[0])
+            if peer_offer is not None and p.negotiated[kind] in peer_offer:
+                session.call_codecs.setdefault(kind, p.negotiated[kind])
+            elif peer.negotiated.get(kind) == p.negotiated[kind]:
+                session.call_codecs.setdefault(kind, p.negotiated[kind])
+        return ordered
 
     def _mode_event(self, session_id: str, src: str, dst: str, kind: str) -> Callable[[str, str, str], None]:
         def emit(mode: str, source_codec: str, sink_codec: str) -> None:
@@ -453,8 +580,7 @@ class MediaHub:
                 continue
             seen.add(kind)
             offer_dir = t._offerDirection or "inactive"
-            t._codecs = prefer_codecs(t._codecs, list(self.video_codecs) if kind == "video" else ["opus"])
-            p.negotiated[kind] = codec_key(t._codecs[0])
+            t._codecs = self._order_codecs(session, p, kind, t._codecs)
             t.direction = "sendrecv"
             if offer_dir in ("recvonly", "sendrecv") and t.receiver.track is not None:
                 p.remote_tracks[kind] = t.receiver.track
@@ -559,6 +685,7 @@ class MediaHub:
         state = pc.connectionState
         if state == "connected" and not p.connected:
             p.connected = True
+            self._set_health(session, p, "connected", emit=False)
             self._emit(
                 session.id,
                 "media.party_connected",
@@ -591,31 +718,92 @@ class MediaHub:
                 await pc.close()
             except Exception:
                 log.exception("closing peer connection failed")
+        self._set_health(session, p, "lost", emit=False)
         if emit and (was_connected or reason != "ended"):
             self._emit(session.id, "media.party_disconnected", {"party": p.name, "reason": reason})
 
-    async def _add_candidate(self, pc: RTCPeerConnection, candidate: dict[str, Any] | None) -> None:
-        if candidate is None or not candidate.get("candidate"):
+    async def _add_candidate(self, p: _Party, pc: RTCPeerConnection, candidate: TrickledCandidate) -> str:
+        if candidate.end:
+            if p.usable_candidates == 0:
+                p.end_held = True  # keep learning the party's address from its checks
+                return "end"
             await pc.addIceCandidate(None)
-            return
-        text = str(candidate["candidate"])
-        if text.startswith("candidate:"):
-            text = text[len("candidate:") :]
-        try:
-            ice = candidate_from_sdp(text)
-        except (ValueError, IndexError, AssertionError):
-            raise MediaError("invalid ICE candidate") from None
-        ice.sdpMid = candidate.get("sdpMid")
-        ice.sdpMLineIndex = candidate.get("sdpMLineIndex")
-        if ice.sdpMid is None and ice.sdpMLineIndex is None:
-            ice.sdpMLineIndex = 0
+            return "end"
+        ice = candidate.ice
+        assert ice is not None
+        transceivers = pc.getTransceivers()
+        mids = {t.mid for t in transceivers if t.mid is not None}
+        if ice.sdpMid is not None and ice.sdpMid not in mids:
+            raise MediaError(f"the candidate names media section {ice.sdpMid!r}, which the offer does not have")
+        if ice.sdpMid is None and not 0 <= (ice.sdpMLineIndex or 0) < len(transceivers):
+            raise MediaError("the candidate's sdpMLineIndex is beyond the offer's media sections")
         await pc.addIceCandidate(ice)
+        p.usable_candidates += 1
+        return "added"
+
+    @staticmethod
+    def _health(session: _Session, p: _Party) -> PartyHealth:
+        if p.health is None:
+            p.health = PartyHealth(p.name, since=session.opened_at)
+        return p.health
+
+    def _set_health(self, session: _Session, p: _Party, state: str, *, at: float | None = None,
+                    emit: bool = True, **data: Any) -> None:
+        health = self._health(session, p)
+        if session.ended and state != "lost":
+            return
+        previous = health.move(state, self.clock.now() if at is None else at)
+        if previous is None or not emit:
+            return
+        if state == "stalled":
+            self._emit(session.id, "media.party_stalled", {"party": p.name, **data})
+        elif state == "connected" and previous == "stalled":
+            self._emit(session.id, "media.party_resumed", {"party": p.name, **data})
+
+    def _check_health(self, session: _Session, now: float, mono: float) -> None:
+        """Stalls, resumptions and parties that do not connect (run about once a second)."""
+        for p in session.parties.values():
+            health = self._health(session, p)
+            if p.connected and p.sends:
+                arrivals = [p.sources[k].last_arrival for k in p.sends if p.sources[k].last_arrival is not None]
+                newest = max(arrivals) if arrivals else None
+                silent = mono - newest if newest is not None else None
+                if health.state == "connected" and (silent is None or silent > self.stall_after_s):
+                    if silent is not None or (health.since is not None and now - health.since > self.stall_after_s):
+                        at = now - silent if silent is not None else now
+                        self._set_health(session, p, "stalled", at=at,
+                                         silent_s=round(silent if silent is not None else now - (health.since or now), 1))
+                elif health.state == "stalled" and silent is not None and silent <= self.stall_after_s:
+                    self._set_health(session, p, "connected", at=now - silent)
+            if health.state in ("waiting", "connecting") and not health.not_connected_flagged:
+                if health.state == "waiting":
+                    since, reason = (session.started_at or session.opened_at), "no_offer"
+                else:
+                    since, reason = (p.offered_at or now), "ice"
+                if now - since > self.connect_timeout_s:
+                    health.not_connected_flagged = True
+                    self._emit(session.id, "media.party_not_connected",
+                               {"party": p.name, "reason": reason, "after_s": round(now - since, 1)})
+
+    async def _watch_loop(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            now, mono = self.clock.now(), time.monotonic()
+            for session in list(self._sessions.values()):
+                try:
+                    self._check_health(session, now, mono)
+                except Exception:
+                    log.exception("media health check failed for %s", session.id)
 
     def _emit(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
         callback = self.on_event
         if callback is None:
             return
-        payload = {"at": self.clock.now(), **data}
+        payload: dict[str, Any] = {"at": self.clock.now()}
+        session = self._sessions.get(session_id)
+        if session is not None and session.started_at is not None:
+            payload["offset_s"] = round(payload["at"] - session.started_at, 3)
+        payload.update(data)
         try:
             result = callback(session_id, kind, payload)
         except Exception:

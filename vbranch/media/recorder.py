@@ -262,6 +262,8 @@ class PartyRecorder:
         writer = self.writer
         return {
             "storage_key": self.storage_key,
+            "started_at": self.started_at,
+            "video_codec": writer.codec("video") if writer else None,
             "video_frames": writer.packets("video") if writer else 0,
             "audio_frames": writer.packets("audio") if writer else 0,
             "dropped": dict(self.dropped),
