@@ -7,6 +7,8 @@ to one recording and one account. Every access is audit-logged.
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -20,10 +22,12 @@ from vbranch.clock import utc
 from vbranch.db.models import Recording, Review
 from vbranch.db.repositories import Accounts, Audit, Sessions
 from vbranch.domain.roles import Role
+from recordings.playback import ensure_playable, needs_copy
 from recordings.storage import LocalDirStorage
 
 router = APIRouter(prefix="/api/v1", tags=["recordings"])
 REPLAY_ROLES = (Role.REVIEWER, Role.ADMIN)
+_copy_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one MP4 copy per recording at a time
 
 
 class RecordingOut(BaseModel):
@@ -90,14 +94,19 @@ async def recording_media(recording_id: int, rt: RuntimeDep, db: DbDep,
     rec = await db.get(Recording, recording_id)
     if rec is None or rec.purged_at is not None:
         raise ApiError(404, "not_found", "no such recording")
-    path = LocalDirStorage(rt.settings.resolved_recordings_dir).local_path(rec.storage_key)
+    storage = LocalDirStorage(rt.settings.resolved_recordings_dir)
+    path = storage.local_path(rec.storage_key)
     if path is None or not path.exists():
         raise ApiError(404, "not_found", "the recording's file is missing")
+    media_type = "video/webm" if rec.container == "webm" else "video/x-matroska"
+    if needs_copy(rec.container, rec.video_codec):  # H.264: an MP4 copy, stream-copied once
+        async with _copy_locks[rec.storage_key]:
+            key = await asyncio.get_running_loop().run_in_executor(None, ensure_playable, storage, rec.storage_key)
+        path, media_type = storage.local_path(key), "video/mp4"
     if range_ is None or range_.replace(" ", "").startswith("bytes=0-"):
         # a player asks for byte 0 once per playback, then seeks with later ranges
         await Audit(db).append(rt.clock.now(), account.username, "recording.replay", rec.session_id,
                                {"recording_id": rec.id, "party": rec.party})
-    media_type = "video/webm" if rec.container == "webm" else "video/x-matroska"
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-store"})
 
 

@@ -277,12 +277,15 @@ def remux(
     dest: str | os.PathLike[str] | BinaryIO,
     *,
     format: str | None = None,
+    faststart: bool = False,
 ) -> None:
     """Stream-copy ``source`` into a finalised file (no re-encode).
 
     Default: the same Matroska/WebM family, now with Duration and Cues (e.g.
     after a crash). ``format="mp4"`` writes a fragmented MP4 a browser can play
-    while it downloads (H.264 recordings: Chromium does not play Matroska).
+    while it downloads (H.264 recordings: Chromium does not play Matroska);
+    with ``faststart`` (``dest`` must be a path) a plain MP4 with its index first,
+    which a browser seeks in with HTTP Range.
     """
     src = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
     dst = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else dest
@@ -290,7 +293,9 @@ def remux(
         fmt = ic.format.name.split(",")[0]
         codecs = [s.codec_context.name for s in ic.streams if s.type in ("video", "audio")]
         out_fmt = format or (container_for(codecs) if fmt in ("matroska", "webm") else fmt)
-        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if out_fmt == "mp4" else {}
+        options = {}
+        if out_fmt == "mp4":
+            options = {"movflags": "+faststart"} if faststart else {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
         with av.open(dst, mode="w", format=out_fmt, container_options=options) as oc:
             mapping = {}
             for s in ic.streams:

@@ -2,10 +2,16 @@
 
 It knows nothing of queues or calls: parsed messages go to the handler (the
 Coordinator), whose ProtocolErrors come back to the client as typed errors.
+
+Messages of one connection are handled in order, except ``rtc.offer``: its
+answer may wait for the other party's offer (see vbranch.media.negotiation), so
+it runs beside the others; the candidates, pings and commands that follow it
+are not held up (the hub queues candidates until the offer is applied).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, Protocol
@@ -23,6 +29,8 @@ log = logging.getLogger(__name__)
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # abusive client, bad credentials
 CLOSE_TOO_BIG = 1009
+CONCURRENT_TYPES = frozenset({"rtc.offer"})  # handled beside the connection's other messages
+MAX_CONCURRENT = 2  # per connection: one offer waiting, one replacing it
 
 
 class Handler(Protocol):
@@ -62,6 +70,7 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
     # errors since the last good message; too many means an abusive client. Messages
     # dropped by the rate limit count separately: a burst is tolerated, a flood is not.
     strikes = limited = 0
+    background: set[asyncio.Task[None]] = set()
     rt.metrics.ws_connections.labels(role).inc()
     try:
         while True:
@@ -86,7 +95,7 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
                                       _ref_of(text))
             else:
                 limited = 0
-                error = await _dispatch(conn, text, handler, rt)
+                error = await _dispatch(conn, text, handler, rt, background)
             if error is None:
                 strikes = 0
                 continue
@@ -113,7 +122,8 @@ def _ref_of(text: str) -> Any:
     return ref if isinstance(ref, (str, int)) else None
 
 
-async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime) -> ProtocolError | None:
+async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime,
+                    background: set[asyncio.Task[None]]) -> ProtocolError | None:
     try:
         raw = json.loads(text)
     except ValueError:
@@ -125,6 +135,13 @@ async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime) 
             raise ProtocolError("forbidden", f"a {conn.role} may not send {message.type}", message.id)
         if conn.party is None and message.type not in ("hello", "ping"):
             raise ProtocolError("hello_required", "send hello first", message.id)
+        if message.type in CONCURRENT_TYPES:
+            if len(background) >= MAX_CONCURRENT:
+                raise ProtocolError("busy", f"{message.type} already in progress; wait for its reply", message.id)
+            task = asyncio.create_task(_handle_beside(conn, message, handler, rt))
+            background.add(task)
+            task.add_done_callback(background.discard)
+            return None
         await handler.handle(conn, message)
     except ProtocolError as exc:
         return exc
@@ -133,3 +150,20 @@ async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime) 
         ref = raw.get("id") if isinstance(raw, dict) else None
         return ProtocolError("internal_error", "the server could not process this message", ref)
     return None
+
+
+async def _handle_beside(conn: Connection, message: Any, handler: Handler, rt: Runtime) -> None:
+    """A message handled beside the connection's others; its error goes back the same way."""
+    try:
+        await handler.handle(conn, message)
+        return
+    except ProtocolError as exc:
+        error = exc
+    except Exception:
+        log.exception("handler failed for %s", message.type)
+        error = ProtocolError("internal_error", "the server could not process this message", message.id)
+    rt.metrics.ws_errors.labels(error.code).inc()
+    try:
+        await conn.send(error_message(error.code, error.message, error.ref, error.details))
+    except Exception:  # the connection is gone meanwhile
+        pass

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
+from recordings.playback import delete_copy
 from recordings.storage import LocalDirStorage
 from vbranch.db.models import CustomerSession, Recording, Service
 from vbranch.db.repositories import Audit, Timeline
@@ -47,6 +48,7 @@ async def purge_expired(rt: Runtime, *, dry_run: bool = False, actor: str = "ret
                                        {"party": p.party, "reason": "legal_hold"})
                 continue
             storage.delete(p.storage_key)
+            delete_copy(storage, p.storage_key)  # a browser's MP4 copy goes with it
             rec = (await db.exec(select(Recording).where(Recording.session_id == p.session_id,
                                                          Recording.party == p.party))).one()
             rec.purged_at = now

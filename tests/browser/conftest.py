@@ -83,9 +83,14 @@ def page_errors():
     assert not errs.errors, errs.errors
 
 
-async def open_page(browser, url: str, page_errors: PageErrors, name: str, viewport=DESKTOP, **context_args):
+async def open_page(browser, url: str, page_errors: PageErrors, name: str, viewport=DESKTOP,
+                    init_script: str | None = None, **context_args):
+    """A page in a context of its own; ``init_script`` runs before the page's scripts (e.g. to make
+    the browser behave like another device)."""
     context_args.setdefault("locale", "zh-CN")
     context = await browser.new_context(viewport=viewport, **context_args)
+    if init_script:
+        await context.add_init_script(init_script)
     page = await context.new_page()
     page.set_default_timeout(20_000)
     page_errors.watch(page, name)

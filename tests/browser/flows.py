@@ -15,9 +15,11 @@ def photo_b64(which: str = "astronaut") -> str:
     return base64.b64encode(testing.encode_jpeg(img)).decode()
 
 
-async def customer_joins(browser, srv, page_errors, join_token: str, viewport=PHONE, shots: str | None = None):
+async def customer_joins(browser, srv, page_errors, join_token: str, viewport=PHONE, shots: str | None = None,
+                         init_script: str | None = None):
     """Open the join link, consent, check the camera preview, join; returns the page once queued."""
-    page = await open_page(browser, f"{srv.base_url}/customer/#token={join_token}", page_errors, "customer", viewport)
+    page = await open_page(browser, f"{srv.base_url}/customer/#token={join_token}", page_errors, "customer", viewport,
+                           init_script=init_script)
     await page.get_by_test_id("consent-accept").wait_for()
     if shots:
         await screenshot(page, f"{shots}-consent-phone", PHONE)
@@ -34,8 +36,9 @@ async def customer_joins(browser, srv, page_errors, join_token: str, viewport=PH
     return page
 
 
-async def agent_signs_in(browser, srv, page_errors, username: str = "agent1", viewport=DESKTOP):
-    page = await open_page(browser, f"{srv.base_url}/agent", page_errors, username, viewport)
+async def agent_signs_in(browser, srv, page_errors, username: str = "agent1", viewport=DESKTOP,
+                         init_script: str | None = None):
+    page = await open_page(browser, f"{srv.base_url}/agent", page_errors, username, viewport, init_script=init_script)
     await page.get_by_test_id("login-username").fill(username)
     await page.get_by_test_id("login-password").fill("demo")
     await page.get_by_test_id("login-submit").click()

@@ -36,8 +36,8 @@ async def _recorded_call(data_dir: Path) -> str:
             await c.recv_type("session.assigned")
             cust, ag = peer_for(clip), peer_for(clip)
             try:
-                await negotiate(c, cust)
-                await negotiate(a, ag, c.session_id)
+                # both at once, as real clients do (the first answer waits for the other offer)
+                await asyncio.gather(negotiate(c, cust), negotiate(a, ag, c.session_id))
                 await asyncio.gather(cust.wait_frames("video", 10, 20), ag.wait_frames("video", 10, 20))
                 await mark_all(a, c.session_id)
                 await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "opened"})

@@ -10,9 +10,11 @@ from __future__ import annotations
 import shutil
 import time
 
+import av
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from recordings.playback import ensure_playable, needs_copy
 from recordings.writer import MatroskaPacketWriter, StreamSpec, probe, remux
 from vbranch.clock import SystemClock
 from vbranch.media.forwarding import EncodedFrame
@@ -87,7 +89,7 @@ async def record_synthetic_call(storage, clip, seconds: float, snapshot_at: floa
 
 
 def write_h264_recording(storage) -> tuple[str, str]:
-    """A short H.264+Opus Matroska recording and its stream-copied fragmented MP4."""
+    """A short H.264+Opus Matroska recording and its stream-copied MP4 for browsers."""
     from vbranch.media.synthetic import encode_h264_clip, encode_opus_clip
 
     video, audio = encode_h264_clip(320, 240, 15, 4.0, 300_000), encode_opus_clip(4.0)
@@ -98,9 +100,13 @@ def write_h264_recording(storage) -> tuple[str, str]:
     for j, data in enumerate(audio):
         writer.write("audio", data, j * 20, duration_ms=20)
     writer.close()
-    with storage.open_write("h264/agent.mp4") as out:
+    storage.finalize("h264/agent.mkv")
+    assert needs_copy("matroska", "h264") and not needs_copy("webm", "vp8")
+    copy = ensure_playable(storage, "h264/agent.mkv")
+    assert ensure_playable(storage, "h264/agent.mkv") == copy  # made once
+    with storage.open_write("h264/agent.frag.mp4") as out:  # the fragmented flavour plays as well
         remux(storage.local_path("h264/agent.mkv"), out, format="mp4")
-    return "h264/agent.mkv", "h264/agent.mp4"
+    return "h264/agent.mkv", copy
 
 
 async def test_chromium_plays_and_seeks_a_30_second_recording(storage, clip):
@@ -121,7 +127,8 @@ async def test_chromium_plays_and_seeks_a_30_second_recording(storage, clip):
                 await page.goto(base + "/")
                 full = await page.evaluate("([s, t]) => window.check(s, t)", [f"/media/{result.storage_key}", 25.0])
                 cut = await page.evaluate("([s, t]) => window.check(s, t)", ["/media/replay/crashed.webm", None])
-                mp4 = await page.evaluate("([s, t]) => window.check(s, t)", [f"/media/{h264_mp4}", None])
+                mp4 = await page.evaluate("([s, t]) => window.check(s, t)", [f"/media/{h264_mp4}", 3.0])
+                frag = await page.evaluate("([s, t]) => window.check(s, t)", ["/media/h264/agent.frag.mp4", None])
             finally:
                 await browser.close()
 
@@ -135,3 +142,11 @@ async def test_chromium_plays_and_seeks_a_30_second_recording(storage, clip):
     assert cut["error"] is None and cut["readyState"] >= 2 and cut["played"] >= 1.5
     # an H.264 recording (Matroska) remuxed to MP4 without re-encoding plays too
     assert mp4["error"] is None and mp4["played"] >= 1.5 and (mp4["width"], mp4["height"]) == (320, 240)
+    assert mp4["duration"] == pytest.approx(4.0, abs=0.3)
+    assert mp4["seeked"] == pytest.approx(3.0, abs=0.5) and mp4["after_seek"] > mp4["seeked"]
+    assert frag["error"] is None and frag["played"] >= 1.5
+    # stream copy: the same H.264 bytes, no re-encode
+    with av.open(str(storage.local_path(h264_mp4))) as copied, av.open(str(storage.local_path("h264/agent.mkv"))) as orig:
+        a = [bytes(p) for p in copied.demux(copied.streams.video[0]) if p.size]
+        b = [bytes(p) for p in orig.demux(orig.streams.video[0]) if p.size]
+    assert a == b

@@ -53,8 +53,8 @@ async def test_call_is_relayed_recorded_and_replayable(tmp_path, clip):
             assert garbage["type"] == "error" and garbage["code"] == "invalid_sdp"
             cust, ag = peer_for(clip), peer_for(clip)
             try:
-                await negotiate(c, cust)
-                await negotiate(a, ag, c.session_id)
+                # both at once, as real clients do (the first answer waits for the other offer)
+                await asyncio.gather(negotiate(c, cust), negotiate(a, ag, c.session_id))
                 await asyncio.gather(cust.wait_frames("video", 20, 20), ag.wait_frames("video", 20, 20))
                 await asyncio.sleep(1.0)
                 await mark_all(a, c.session_id)
@@ -114,8 +114,8 @@ async def test_face_check_over_a_real_call_matches_the_reference(tmp_path, clip)
             cust = peer_for(clip, video=puppet_video_track(camera))
             ag = peer_for(clip)
             try:
-                await negotiate(c, cust)
-                await negotiate(a, ag, c.session_id)
+                # both at once, as real clients do (the first answer waits for the other offer)
+                await asyncio.gather(negotiate(c, cust), negotiate(a, ag, c.session_id))
                 await ag.wait_frames("video", 10, 20)
                 started = await a.request({"type": "facecheck.start", "session_id": c.session_id})
                 assert started["type"] == "ack", started

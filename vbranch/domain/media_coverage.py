@@ -93,7 +93,8 @@ def coverage_issues(start: float, end: float, parties: Mapping[str, PartyMedia],
         lo, hi = max(start, rec.started_at), min(end, rec.started_at + max(0.0, rec.duration_s))
         covered = _clip(media.intervals, lo, hi) if hi > lo else []
         if not covered:
-            issues.append(_gap(party, start, end, start))
+            if end - start > max(rules.start_grace_s, rules.max_gap_s):
+                issues.append(_gap(party, start, end, start))
             continue
         if covered[0][0] - start > rules.start_grace_s:
             issues.append(_gap(party, start, covered[0][0], start))

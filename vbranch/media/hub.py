@@ -17,13 +17,14 @@ Timeline events go to ``on_event(session_id, kind, data)``; ``data`` always has
 ``at`` (wall clock from the injected clock) and, once the call's start is known
 (:meth:`MediaHub.open_session`), ``offset_s`` from it. Kinds:
 
-- ``media.party_connected`` {party, video_codec, audio_codec}
+- ``media.party_connected`` {party, video_codec, audio_codec, ignored_candidates: {mdns, tcp}}
 - ``media.party_disconnected`` {party, reason: closed|failed|replaced|ended}
 - ``media.party_stalled`` {party, silent_s} / ``media.party_resumed`` {party}: connected, but no
   frame arrived for ``stall_after_s`` / frames flow again
 - ``media.party_not_connected`` {party, reason: no_offer|ice, after_s}: not connected
   ``connect_timeout_s`` after the call opened or after its offer (told as it happens)
-- ``media.ice_ignored`` {party, mdns, tcp}: candidates that cannot be used (once per offer)
+- ``media.offer_received`` {party, video_codecs, audio_codecs, candidates, mdns_ignored}: what
+  a party's device offered (so a reviewer sees, e.g., an H.264-only iPhone)
 - ``media.forwarding_started`` {from, to, kind, mode: passthrough|transcode, source_codec, sink_codec}
 - ``media.transcoding_fallback`` {from, to, kind, source_codec, sink_codec}
 - ``media.keyframe_requested`` {party, by, reason: pli|forward_start|forward_overflow|recorder_start|tap_start|tap_overflow|api}
@@ -119,6 +120,7 @@ class _Party:
     end_held: bool = False  # end-of-candidates not passed on: nothing usable came (see vbranch.media.ice)
     offered_at: float | None = None
     sends: set[str] = field(default_factory=set)
+    ignored: dict[str, int] = field(default_factory=dict)  # unusable candidates of this connection: mdns, tcp
     tracks: list[ForwardTrack] = field(default_factory=list)
     negotiated: dict[str, str] = field(default_factory=dict)  # kind -> codec key used both ways
     variants: dict[str, str] = field(default_factory=dict)  # kind -> codec variant (h264/42e0)
@@ -223,8 +225,7 @@ class MediaHub:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
                 if not any(t.kind in KINDS for t in pc.getTransceivers()):
                     raise MediaError("the offer has no audio or video")
-                if offer.mdns_dropped:
-                    self._emit(session.id, "media.ice_ignored", {"party": party, "mdns": offer.mdns_dropped})
+                p.ignored = {"mdns": offer.mdns_dropped, "tcp": 0}
                 await self._await_peer_offer(session, p, pc)
                 if self.mode == "stock":
                     self._wire_stock(session, p, pc)
@@ -262,7 +263,7 @@ class MediaHub:
         session = self._session(session_id, create=True)
         p = self._party(session, party)
         if parsed.ignored:
-            self._emit(session.id, "media.ice_ignored", {"party": party, parsed.ignored: 1})
+            p.ignored[parsed.ignored] = p.ignored.get(parsed.ignored, 0) + 1
             return f"ignored:{parsed.ignored}"
         pc = p.pc
         if pc is None or pc.remoteDescription is None or p.lock.locked():
@@ -528,6 +529,9 @@ class MediaHub:
             if t.kind in KINDS and t.kind not in p.offered:
                 p.offered[t.kind] = offered(t._codecs)
         p.offer_seen.set()
+        self._emit(session.id, "media.offer_received", {
+            "party": p.name, "video_codecs": p.offered.get("video", []), "audio_codecs": p.offered.get("audio", []),
+            "candidates": p.usable_candidates, "mdns_ignored": p.ignored.get("mdns", 0)})
         peer = session.parties[other_party(p.name)]
         undecided = any(kind not in session.call_codecs for kind in p.offered)
         if self.pair_wait_s > 0 and undecided and peer.offered is None and not peer.connected:
@@ -693,6 +697,7 @@ class MediaHub:
                     "party": p.name,
                     "video_codec": p.negotiated.get("video"),
                     "audio_codec": p.negotiated.get("audio"),
+                    "ignored_candidates": dict(p.ignored),
                 },
             )
             if self.mode == "stock":

@@ -27,6 +27,7 @@ from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 MAX_CANDIDATE_CHARS = 1024
 _MDNS = re.compile(r"^[0-9a-z-]+\.local\.?$", re.IGNORECASE)
+_DIGITS = re.compile(r"^[0-9]{1,10}$", re.ASCII)
 
 
 class CandidateError(ValueError):
@@ -88,7 +89,7 @@ def parse_candidate(candidate: dict[str, Any] | None) -> TrickledCandidate:
 
     Raises :class:`CandidateError` for anything that is not a candidate line.
     """
-    if candidate is None or not candidate.get("candidate"):
+    if candidate is None or candidate.get("candidate") in (None, ""):
         return TrickledCandidate(None)
     text = candidate["candidate"]
     if not isinstance(text, str) or len(text) > MAX_CANDIDATE_CHARS:
@@ -101,6 +102,10 @@ def parse_candidate(candidate: dict[str, Any] | None) -> TrickledCandidate:
     parts = text.split()
     if len(parts) < 8 or parts[6] != "typ":
         raise CandidateError("not an ICE candidate line (foundation component transport priority address port typ type)")
+    if not all(_DIGITS.fullmatch(parts[i]) for i in (1, 3, 5)):  # RFC 8839: component, priority, port are digits
+        raise CandidateError("the candidate's component, priority and port must be decimal digits")
+    if parts[2].lower() not in ("udp", "tcp"):
+        raise CandidateError(f"unknown transport {parts[2][:16]!r}")
     try:
         ice = candidate_from_sdp(text)
         int(ice.port)

@@ -81,9 +81,8 @@ def prefer_codecs(codecs: list[RTCRtpCodecParameters], order: Sequence[str],
     (H.264 profiles) ``peer_variant`` comes first, then constrained baseline.
     Retransmission (RTX) entries follow their codec.
     """
-    rank: dict[str, int] = {}
-    for i, key in enumerate(order):
-        rank.setdefault(key.lower(), i)  # the first mention counts
+    # the first mention counts; codecs not in ``order`` come after every one that is
+    rank = {key: i for i, key in enumerate(dict.fromkeys(k.lower() for k in order))}
     variants = [peer_variant] if peer_variant else []
     variants += [f"h264/{p}" for p in H264_PROFILE_ORDER]
 

@@ -161,8 +161,10 @@ async function startCall(sessionId) {
   renderSummary();
   renderSteps();
   renderIdle();
-  await state.media.start(state.iceServers, async (sdp) =>
-    (await state.signal.request({ type: 'rtc.offer', session_id: sessionId, sdp }, 20000)).sdp);
+  await state.media.start(state.iceServers,
+    async (sdp) => (await state.signal.request({ type: 'rtc.offer', session_id: sessionId, sdp }, 20000)).sdp,
+    (candidate) => state.signal.request({ type: 'rtc.ice', session_id: sessionId, candidate })
+      .catch((err) => console.warn('candidate refused', err.code, err.message)));
   // consent (and, after a reload, the customer's details) come from the session itself
   loadSessionDetails(sessionId);
 }
@@ -222,6 +224,10 @@ async function endSession() {
       const codes = (err.msg?.details || []).map((d) => d.problem);
       const names = codes.map((code) => localName(steps.find((s) => s.code === code)) || code);
       el.endError.textContent = t('err.checklist_incomplete', { steps: names.join('、') });
+    } else if (err.code === 'evidence_incomplete') {
+      const parties = [...new Set((err.msg?.details || []).map((d) => t('party.' + d.party)))];
+      el.endError.textContent = t('err.evidence_incomplete', { parties: parties.join('、') });
+      el.endError.dataset.code = err.code;
     } else {
       el.endError.textContent = errorText(err);
     }
@@ -331,6 +337,10 @@ async function startConsole(session) {
   signal.on('session.connected', (m) => startCall(m.session_id));
   signal.on('session.ended', callEnded);
   signal.on('facecheck.result', onFaceCheckResult);
+  signal.on('rtc.ice', (m) => { if (state.call?.session_id === m.session_id) state.media.addRemoteCandidate(m.candidate); });
+  signal.on('media.state', (m) => {
+    if (state.call?.session_id === m.session_id && m.party === 'customer') state.media.peerState(m.state);
+  });
   signal.on('status', onSignalStatus);
   signal.on('resumed', followWelcome);
   try {

@@ -5,7 +5,7 @@ import { $, $$, banner as makeBanner, countdown, errorText, playWithSound } from
 import { addStrings, applyI18n, bindLangToggle, formatDateTime, formatDuration, onLangChange, t, tx } from '../shared/i18n.js';
 import common from '../shared/strings.js';
 import { Signal, sessionStore } from '../shared/ws-client.js';
-import { getLocalMedia, keepAlive, MediaAccessError, PeerLink, stopStream } from '../shared/webrtc.js';
+import { getLocalMedia, keepAlive, MediaAccessError, PeerLink, stopStream, watchFrames } from '../shared/webrtc.js';
 import { createDemoSession, setUpDemoForm } from './demo-join.js';
 import { showMediaHelp } from './media-help.js';
 import strings from './strings.js';
@@ -151,6 +151,12 @@ async function connect() {
   signal.on('queue.update', renderQueue);
   signal.on('session.assigned', (m) => { state.agentName = m.agent_name; startCall(); });
   signal.on('facecheck.challenge', showChallenge);
+  signal.on('rtc.ice', (m) => state.link?.addRemoteCandidate(m.candidate));
+  signal.on('media.state', (m) => {
+    if (m.party === 'agent') state.peerMedia = m.state;
+    else state.ownMedia = m.state;  // what the bank receives of this customer
+    renderCaption();
+  });
   signal.on('facecheck.done', challengeDone);
   signal.on('session.ended', (m) => finish(m.reason));
   signal.on('status', onSignalStatus);
@@ -218,8 +224,7 @@ onLangChange(() => { if (state.queue) renderQueue(state.queue); });
 async function startCall() {
   if (state.ended) return;
   go('call');
-  if (state.agentName) tx(el.caption, 'call.with', { name: state.agentName });
-  else tx(el.caption, 'call.connecting');
+  renderCaption();
   if (!state.link) {
     state.link = new PeerLink({
       iceServers: state.iceServers, stream: state.stream,
@@ -231,9 +236,15 @@ async function startCall() {
         el.remote.dataset.connection = s;
         if (s === 'failed' || s === 'disconnected') bar.say('call.media_retry', null, 'warn');
         else if (s === 'connected') bar.hide();
+        renderCaption();
       },
     });
     keepAlive(state.link, negotiate);
+    state.stopWatch = watchFrames(el.remote, (moving) => {
+      state.moving = moving;
+      el.remote.dataset.video = moving ? 'playing' : 'none';
+      renderCaption();
+    });
   }
   try {
     await negotiate();
@@ -244,7 +255,29 @@ async function startCall() {
 
 async function negotiate() {
   if (state.ended || !state.signal) return;
-  await state.link.negotiate(async (sdp) => (await state.signal.request({ type: 'rtc.offer', sdp }, 20000)).sdp);
+  await state.link.negotiate(
+    async (sdp) => (await state.signal.request({ type: 'rtc.offer', sdp }, 20000)).sdp,
+    (candidate) => state.signal.request({ type: 'rtc.ice', candidate })
+      .catch((err) => console.warn('candidate refused', err.code, err.message)));
+}
+
+// The caption says what is true: the employee's video moves, or why it does not.
+function renderCaption() {
+  if (state.screen !== 'call') return;
+  const link = state.link ? state.link.state : 'new';
+  let key = 'call.connecting';
+  let args = null;
+  if (state.ownMedia === 'stalled' || state.ownMedia === 'lost' || state.ownMedia === 'not_connected') {
+    key = 'call.own_lost';
+  } else if (state.moving) {
+    key = state.agentName ? 'call.with' : 'call.connecting';
+    args = { name: state.agentName };
+  } else if (state.peerMedia === 'stalled') key = 'call.peer_stalled';
+  else if (state.peerMedia === 'lost') key = 'call.peer_lost';
+  else if (state.peerMedia === 'not_connected') key = 'call.peer_not_connected';
+  else if (link === 'connected') key = 'call.waiting_video';
+  el.caption.dataset.state = key.slice(5);
+  tx(el.caption, key, args);
 }
 
 function showChallenge(m) {
@@ -280,6 +313,7 @@ function finish(reason) {
   state.ended = true;
   state.stopChallenge?.();
   el.challenge.hidden = true;
+  state.stopWatch?.();
   state.link?.close();
   stopStream(state.stream);
   el.local.srcObject = null;

@@ -56,6 +56,10 @@ export function initSearch({ form, results, summary, more, token, services, onOp
   function row(s) {
     const d = cache.get(s.session_id);
     const badges = [];
+    if (s.evidence_incomplete) {
+      badges.push(h('span', { class: 'pill ' + (s.evidence_acknowledged ? 'pill-warn' : 'pill-bad'), testid: 'evidence-badge',
+        text: t(s.evidence_acknowledged ? 'rv.evidence.badge_ack' : 'rv.evidence.badge') }));
+    }
     if (d && d.verdict !== 'none') badges.push(h('span', { class: `pill verdict-${d.verdict}`, text: t('rv.verdict.' + d.verdict) }));
     if (d && d.facecheck !== 'not_run') {
       badges.push(h('span', { class: 'pill ' + (d.facecheck === 'passed' ? 'pill-ok' : 'pill-bad'),

@@ -27,6 +27,27 @@ function facts(s, service) {
   return dl;
 }
 
+/** Dual recording: whether the recordings cover both parties, what they miss, and any acknowledgement. */
+export function describeIssue(issue) {
+  const party = t('party.' + issue.party);
+  if (issue.reason === 'gap') {
+    return t('rv.evidence.gap', { party, s: issue.duration_s, from: issue.start_offset_s, to: issue.end_offset_s });
+  }
+  return t('rv.evidence.' + issue.reason, { party });
+}
+
+function evidenceFlag(s) {
+  if (!s.evidence_incomplete) return null;
+  const ack = s.evidence_acknowledged;
+  return h('section', { class: `card evidence-flag ${ack ? 'acknowledged' : 'incomplete'}`, testid: 'evidence-flag',
+    dataset: { state: ack ? 'acknowledged' : 'incomplete' }, role: 'alert' },
+  h('h3', { i18n: ack ? 'rv.evidence.acknowledged_title' : 'rv.evidence.incomplete_title' }),
+  h('ul', {}, (s.evidence_issues || []).map((i) => h('li', { dataset: { reason: i.reason, party: i.party },
+    text: describeIssue(i) }))),
+  ack ? h('p', { class: 'small', testid: 'evidence-ack', text: t('rv.evidence.ack', { by: ack.by, reason: ack.reason }) })
+    : h('p', { class: 'small', i18n: 'rv.evidence.unacknowledged' }));
+}
+
 /** Render session `id` into `container`; returns a function that stops its players. */
 export async function openSession(container, id, { token, services, onBack, onSaved }) {
   const [session, recordings, timeline] = await Promise.all([
@@ -48,6 +69,7 @@ export async function openSession(container, id, { token, services, onBack, onSa
       h('h2', { id: 'detail-title', tabindex: '-1' }, `${session.customer?.name || '—'} · ${service ? localName(service) : session.service} `,
         h('span', { class: `pill state-${session.state}`, testid: 'session-state', text: t('state.' + session.state) })),
       facts(session, service)),
+    evidenceFlag(session),
     replay ? replay.element : h('p', { class: 'card muted', i18n: 'rv.no_recordings' }),
     h('div', { class: 'detail-cols' },
       timelineView.element,

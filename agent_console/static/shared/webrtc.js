@@ -1,5 +1,6 @@
 // Camera/microphone access with classified errors, and one RTCPeerConnection to the server:
-// audio+video sendrecv, full ICE gathering before the offer (the server answers without trickle).
+// audio+video sendrecv, trickle ICE both ways (the offer goes at once; candidates follow as rtc.ice,
+// the server's own come back as rtc.ice too), and the truth about the remote video (frames, not states).
 
 export class MediaAccessError extends Error {
   /** kind: denied | no_device | in_use | insecure | unsupported | other */
@@ -41,25 +42,11 @@ export function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }
 
-function gatheringComplete(pc, timeoutMs) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState !== 'complete') return;
-      pc.removeEventListener('icegatheringstatechange', done);
-      clearTimeout(timer);
-      resolve();
-    };
-    // with slow STUN/TURN servers send what was gathered so far rather than hang
-    const timer = setTimeout(() => { pc.removeEventListener('icegatheringstatechange', done); resolve(); }, timeoutMs);
-    pc.addEventListener('icegatheringstatechange', done);
-  });
-}
-
 /**
  * One party's media link with the server.
  *   link = new PeerLink({iceServers, stream, onRemote(stream), onState(state)})
- *   await link.negotiate(async (sdp) => answerSdp)   // again to reconnect: a new peer connection
+ *   await link.negotiate(async (sdp) => answerSdp, (candidateInit|null) => send it)   // again: a new connection
+ *   link.addRemoteCandidate(candidateInit|null)   // the server's rtc.ice
  */
 export class PeerLink {
   constructor({ iceServers = [], stream = null, onRemote, onState }) {
@@ -69,14 +56,16 @@ export class PeerLink {
     this.onState = onState;
     this.pc = null;
     this.remote = null;
+    this.early = [];  // the server's candidates that came before its answer was applied
   }
 
   get state() { return this.pc ? this.pc.connectionState : 'closed'; }
 
-  async negotiate(sendOffer, gatherTimeoutMs = 5000) {
+  async negotiate(sendOffer, sendCandidate = null) {
     this.close();
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
+    this.early = [];
     this.remote = new MediaStream();
     for (const kind of ['audio', 'video']) {
       const track = this.stream && this.stream.getTracks().find((tr) => tr.kind === kind);
@@ -89,12 +78,33 @@ export class PeerLink {
       this.onRemote?.(this.remote);
     };
     pc.onconnectionstatechange = () => { if (pc === this.pc) this.onState?.(pc.connectionState); };
+    // trickle: candidates go as they are found (mDNS names included: the server learns the real
+    // address from the checks), so the offer never waits for gathering
+    pc.onicecandidate = (ev) => {
+      if (pc !== this.pc || !sendCandidate) return;
+      sendCandidate(ev.candidate && ev.candidate.candidate ? ev.candidate.toJSON() : null);
+    };
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    await gatheringComplete(pc, gatherTimeoutMs);
+    // without a sendCandidate the offer carries what was gathered so far (aiortc-style clients)
     const answer = await sendOffer(pc.localDescription.sdp);
     if (pc !== this.pc) return;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    for (const candidate of this.early.splice(0)) await this._add(pc, candidate);
+  }
+
+  /** A candidate of the server's (null: it has no more). */
+  addRemoteCandidate(candidate) {
+    const pc = this.pc;
+    if (!pc) return;
+    if (!pc.remoteDescription) this.early.push(candidate);
+    else this._add(pc, candidate);
+  }
+
+  async _add(pc, candidate) {
+    try {
+      await pc.addIceCandidate(candidate || { candidate: '' });
+    } catch { /* a duplicate of one in the answer, or after its end-of-candidates: nothing lost */ }
   }
 
   close() {
@@ -103,6 +113,7 @@ export class PeerLink {
       this.pc = null;
       pc.ontrack = null;
       pc.onconnectionstatechange = null;
+      pc.onicecandidate = null;
       try { pc.close(); } catch { /* already closed */ }
     }
   }
@@ -131,4 +142,25 @@ export function keepAlive(link, renegotiate, { graceMs = 4000, maxAttempts = 5 }
 /** Whether a video element is showing moving frames (for status displays). */
 export function isPlaying(video) {
   return video.videoWidth > 0 && !video.paused && video.readyState >= 2;
+}
+
+/**
+ * Watches a remote video for real frames: onChange(true) once frames move, onChange(false) when
+ * they stop for stallMs (a "connected" peer connection can still show a black screen).
+ * Returns a stop function.
+ */
+export function watchFrames(video, onChange, { stallMs = 3000 } = {}) {
+  let last = -1;
+  let lastMove = 0;
+  let moving = null;
+  const tick = () => {
+    const now = Date.now();
+    const t = video.currentTime;
+    if (video.videoWidth > 0 && t !== last) { last = t; lastMove = now; }
+    const isMoving = lastMove > 0 && now - lastMove < stallMs;
+    if (isMoving !== moving) { moving = isMoving; onChange(isMoving); }
+  };
+  const timer = setInterval(tick, 500);
+  tick();
+  return () => clearInterval(timer);
 }

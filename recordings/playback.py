@@ -1,0 +1,56 @@
+"""Copies of recordings a browser can play, made by stream copy (never a re-encode).
+
+Chromium plays WebM (VP8/Opus) as recorded, but not H.264 in Matroska: those
+recordings get an MP4 copy (H.264 and Opus stream-copied, ``faststart`` so
+the index comes first and a player can seek with HTTP Range at once). The copy
+is made on the first replay and kept in the storage under a derived key;
+it is a convenience, not evidence: the original stays what is hashed, signed,
+exported and verified, and purging a recording removes its copy too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from recordings.storage import KeyExistsError, RecordingStorage
+from recordings.writer import remux
+
+PLAYBACK_SUFFIX = ".play.mp4"
+
+
+def needs_copy(container: str, video_codec: str | None) -> bool:
+    """Whether browsers need an MP4 copy to play this recording."""
+    return container != "webm" and (video_codec or "").lower() == "h264"
+
+
+def playback_key(storage_key: str) -> str:
+    return storage_key + PLAYBACK_SUFFIX
+
+
+def ensure_playable(storage: RecordingStorage, storage_key: str) -> str:
+    """The key of the MP4 copy of ``storage_key``, made now if it does not exist (blocking: run in a thread)."""
+    key = playback_key(storage_key)
+    if storage.exists(key):
+        return key
+    fd, tmp = tempfile.mkstemp(suffix=".mp4")
+    os.close(fd)
+    try:
+        with storage.open_read(storage_key) as src:
+            remux(src, tmp, format="mp4", faststart=True)
+        try:
+            with open(tmp, "rb") as data, storage.open_write(key) as out:
+                shutil.copyfileobj(data, out, 1 << 20)
+        except KeyExistsError:  # made meanwhile by another request
+            return key
+        storage.finalize(key)
+    finally:
+        os.unlink(tmp)
+    return key
+
+
+def delete_copy(storage: RecordingStorage, storage_key: str) -> None:
+    key = playback_key(storage_key)
+    if storage.exists(key):
+        storage.delete(key)
