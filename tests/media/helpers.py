@@ -108,6 +108,13 @@ class EventLog:
             d for _, k, d in self.events if k == kind and all(d.get(key) == value for key, value in match.items())
         ]
 
+    async def wait_for(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        """The first event of ``kind`` (matching ``match``), waiting for it to come."""
+        async with asyncio.timeout(timeout):
+            while not (found := self.of(kind, **match)):
+                await asyncio.sleep(0.05)
+        return found[0]
+
 
 # ---------------------------------------------------------------------------
 # serving recordings to a browser (HTTP Range, like the replay endpoint)

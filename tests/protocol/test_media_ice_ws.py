@@ -178,6 +178,14 @@ async def test_bad_and_unusable_candidates_get_typed_answers(tmp_path, clip):  #
                 await asyncio.gather(cust.close(), ag.close())
 
 
+async def recorded(srv, session_id: str, party: str, frames: int = 10) -> None:
+    """Wait until the hub has recorded some of ``party``'s video (a recording is not made of nothing)."""
+    hub = srv.coordinator.media.hub
+    async with asyncio.timeout(15):
+        while ((hub.stats(session_id)[party]["recording"] or {}).get("video_frames") or 0) < frames:
+            await asyncio.sleep(0.1)
+
+
 def run_verify(data_dir, session_id: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "VBRANCH_DATA_DIR": str(data_dir), "VBRANCH_SECRET_KEY": "test-secret-" + "x" * 32}
     return subprocess.run([sys.executable, "-m", "vbranch.cli", "verify", session_id], env=env,
@@ -193,6 +201,7 @@ async def test_a_party_that_never_connects_flags_the_session_until_acknowledged(
             try:
                 await negotiate(a, ag, c.session_id)  # the customer's media never comes
                 await ag.wait_connected(15)
+                await recorded(srv, c.session_id, "agent")
                 await mark_all(a, c.session_id)
                 reply = await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "done"})
                 assert reply["type"] == "ack", reply  # this service does not require complete recordings

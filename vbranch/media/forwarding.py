@@ -181,6 +181,7 @@ class MediaSource:
         generation = self.generation
         self._receiver = receiver
         self._last_pli = -1e9
+        self.last_arrival = None  # a new connection: silence is measured from its first frame
 
         def on_frame(codec: RTCRtpCodecParameters, jf: JitterFrame) -> None:
             if generation == self.generation:

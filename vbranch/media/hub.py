@@ -18,7 +18,7 @@ Timeline events go to ``on_event(session_id, kind, data)``; ``data`` always has
 (:meth:`MediaHub.open_session`), ``offset_s`` from it. Kinds:
 
 - ``media.party_connected`` {party, video_codec, audio_codec, ignored_candidates: {mdns, tcp}}
-- ``media.party_disconnected`` {party, reason: closed|failed|replaced|ended}
+- ``media.party_disconnected`` {party, reason: closed|closed_by_party|failed|replaced|ended}
 - ``media.party_stalled`` {party, silent_s} / ``media.party_resumed`` {party}: connected, but no
   frame arrived for ``stall_after_s`` / frames flow again
 - ``media.party_not_connected`` {party, reason: no_offer|ice, after_s}: not connected
@@ -702,13 +702,13 @@ class MediaHub:
             )
             if self.mode == "stock":
                 self._spawn(self._start_stock_recording(session, p))
-        elif state == "failed":
-            self._spawn(self._drop_failed(session, p, pc))
+        elif state in ("failed", "closed"):  # closed: the party hung up its connection (DTLS close)
+            self._spawn(self._drop_failed(session, p, pc, "failed" if state == "failed" else "closed_by_party"))
 
-    async def _drop_failed(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
+    async def _drop_failed(self, session: _Session, p: _Party, pc: RTCPeerConnection, reason: str) -> None:
         async with p.lock:
             if p.pc is pc:
-                await self._close_pc(session, p, "failed")
+                await self._close_pc(session, p, reason)
 
     async def _close_pc(self, session: _Session, p: _Party, reason: str, *, emit: bool = True) -> None:
         pc, p.pc = p.pc, None
