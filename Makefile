@@ -33,3 +33,4 @@ bench: install-test
 	$(PYTHON) bench/routing.py
 	$(PYTHON) bench/facecheck.py
 	$(PYTHON) bench/media.py
+	$(PYTHON) bench/replay.py

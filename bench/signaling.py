@@ -5,15 +5,21 @@ process drives the clients. Agents stay available; each customer joins
 (hello) at a fixed rate; the agent that gets the offer accepts it and ends the
 call at once (a bench service with no mandatory checklist, wrap-up 0 s), so
 agents come back. Join-to-offer is measured from the customer's hello to the
-agent's receipt of the offer. Prints one JSON line.
+agent's receipt of the offer. Prints one JSON line, with the server's CPU and
+the database commits per completed call (from the server's /metrics).
 
     python bench/signaling.py [--agents 500] [--customers 2000] [--rate 100]
+                              [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+With ``--database-url`` on PostgreSQL a fresh database is created for the run
+(and dropped after).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -35,6 +41,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of a Prometheus counter's samples in a /metrics page."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            head, _, value = line.rpartition(" ")
+            if head == name or head.startswith(name + "{"):
+                total += float(value)
+    return total
+
+
+async def server_metrics(base: str) -> str:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as h:
+        return (await h.get("/metrics")).text
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,6 +143,7 @@ async def run(args) -> dict:
         async for _ in ws:  # keep reading queue updates and the end
             pass
 
+    before = await server_metrics(args.base)
     start_cpu = cpu_seconds(args.server_pid)
     t0 = time.perf_counter()
     tasks = []
@@ -133,6 +156,14 @@ async def run(args) -> dict:
         pass
     elapsed = time.perf_counter() - t0
     server_cpu = cpu_seconds(args.server_pid) - start_cpu
+    await asyncio.sleep(2.0)  # the last calls end and complete
+    after = await server_metrics(args.base)
+    commits = metric(after, "vbranch_db_commits_total") - metric(before, "vbranch_db_commits_total")
+    completed = (metric(after, 'vbranch_session_transitions_total{state="completed"}')
+                 - metric(before, 'vbranch_session_transitions_total{state="completed"}'))
+    journal_rows = metric(after, "vbranch_journal_rows_total") - metric(before, "vbranch_journal_rows_total")
+    journal_commits = (metric(after, "vbranch_journal_commits_total")
+                       - metric(before, "vbranch_journal_commits_total"))
     for t in agents + tasks:
         t.cancel()
     lat = sorted(x * 1000 for x in offer_latency)
@@ -141,8 +172,32 @@ async def run(args) -> dict:
             "customers_connected": len(customers), "offered": len(lat), "elapsed_s": round(elapsed, 2),
             "join_to_offer_ms": {"p50": round(q[49], 2), "p99": round(q[98], 2), "max": round(lat[-1], 2)},
             "server_cpu_cores": round(server_cpu / elapsed, 3),
+            "database": args.database, "calls_completed": int(completed),
+            "db_commits_per_completed_call": round(commits / completed, 2) if completed else None,
+            "journal_rows_per_commit": round(journal_rows / journal_commits, 1) if journal_commits else None,
             "target": {"join_to_offer_p99_ms": 50, "customers": 2000, "agents": 500},
             "target_met": len(lat) == args.customers and q[98] < 50}
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str | None):
+    """None for SQLite; for PostgreSQL a new database on that server, dropped afterwards."""
+    if not server_url:
+        yield None
+        return
+    import uuid
+
+    import psycopg
+
+    admin = server_url.replace("postgresql+psycopg://", "postgresql://")
+    name = f"vbranch_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -150,13 +205,18 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=500)
     p.add_argument("--customers", type=int, default=2000)
     p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--database-url", default=None, help="PostgreSQL server URL (a fresh database is made)")
     args = p.parse_args()
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database_url) as db_url:
         env = {**os.environ, "VBRANCH_DATA_DIR": tmp, "VBRANCH_WRAPUP_S": "0", "VBRANCH_LOG_LEVEL": "warning",
                "VBRANCH_WS_RATE_PER_S": "1000", "VBRANCH_SECRET_KEY": "bench-secret-" + "x" * 32}
+        if db_url:
+            env["VBRANCH_DATABASE_URL"] = db_url
+        args.database = "postgresql" if db_url else "sqlite"
+        server_log = open(Path(tmp) / "server.log", "w")  # a pipe nobody reads would stall the server
         server = subprocess.Popen([sys.executable, "-m", "vbranch.cli", "serve", "--demo", "--port", str(port)],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                  env=env, stdout=server_log, stderr=subprocess.STDOUT, text=True)
         try:
             args.base = f"http://127.0.0.1:{port}"
             asyncio.run(wait_up(args.base))
@@ -168,6 +228,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
+            server_log.close()
+            problems = [line for line in (Path(tmp) / "server.log").read_text().splitlines()
+                        if "ERROR" in line or "Traceback" in line]
+            if problems:
+                print(f"server log: {len(problems)} error lines, first: {problems[0][:300]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

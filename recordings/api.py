@@ -8,7 +8,6 @@ to one recording and one account. Every access is audit-logged.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -20,14 +19,13 @@ from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.clock import utc
 from vbranch.db.models import Recording, Review
-from vbranch.db.repositories import Accounts, Audit, Sessions
+from vbranch.db.repositories import Accounts, Sessions
 from vbranch.domain.roles import Role
 from recordings.playback import ensure_playable, needs_copy
 from recordings.storage import LocalDirStorage
 
 router = APIRouter(prefix="/api/v1", tags=["recordings"])
 REPLAY_ROLES = (Role.REVIEWER, Role.ADMIN)
-_copy_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one MP4 copy per recording at a time
 
 
 class RecordingOut(BaseModel):
@@ -76,7 +74,7 @@ async def list_recordings(session_id: str, staff: StaffDep, rt: RuntimeDep, db: 
                                 started_at_epoch=r.started_at, duration_s=r.duration_s, size_bytes=r.size_bytes,
                                 sha256=r.sha256, media_url=f"/api/v1/recordings/{r.id}/media?token={token}",
                                 media_url_expires_at=utc(exp).isoformat()))
-    await Audit(db).append(rt.clock.now(), staff.username, "recording.list", session_id,
+    await rt.journal.audit(staff.username, "recording.list", session_id,
                            {"recordings": [r.id for r in out]})
     return out
 
@@ -100,12 +98,11 @@ async def recording_media(recording_id: int, rt: RuntimeDep, db: DbDep,
         raise ApiError(404, "not_found", "the recording's file is missing")
     media_type = "video/webm" if rec.container == "webm" else "video/x-matroska"
     if needs_copy(rec.container, rec.video_codec):  # H.264: an MP4 copy, stream-copied once
-        async with _copy_locks[rec.storage_key]:
-            key = await asyncio.get_running_loop().run_in_executor(None, ensure_playable, storage, rec.storage_key)
+        key = await asyncio.get_running_loop().run_in_executor(None, ensure_playable, storage, rec.storage_key)
         path, media_type = storage.local_path(key), "video/mp4"
     if range_ is None or range_.replace(" ", "").startswith("bytes=0-"):
         # a player asks for byte 0 once per playback, then seeks with later ranges
-        await Audit(db).append(rt.clock.now(), account.username, "recording.replay", rec.session_id,
+        await rt.journal.audit(account.username, "recording.replay", rec.session_id,
                                {"recording_id": rec.id, "party": rec.party})
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-store"})
 
@@ -122,7 +119,7 @@ async def review_session(session_id: str, body: ReviewIn, staff: StaffDep, rt: R
                  at=rt.clock.now())
     db.add(row)
     await db.commit()
-    await Audit(db).append(rt.clock.now(), staff.username, "session.review", session_id,
+    await rt.journal.audit(staff.username, "session.review", session_id,
                            {"verdict": body.verdict, "comment": body.comment})
     return ReviewOut(id=row.id, verdict=row.verdict, comment=row.comment, reviewer=staff.username,
                      at=utc(row.at).isoformat())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 
 from recordings.storage import KeyExistsError, RecordingStorage
 from recordings.writer import remux
@@ -29,8 +30,22 @@ def playback_key(storage_key: str) -> str:
     return storage_key + PLAYBACK_SUFFIX
 
 
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
 def ensure_playable(storage: RecordingStorage, storage_key: str) -> str:
-    """The key of the MP4 copy of ``storage_key``, made now if it does not exist (blocking: run in a thread)."""
+    """The key of the MP4 copy of ``storage_key``, made now if it does not exist (blocking: run in a thread).
+
+    One copy at a time per recording (the end of the call and a first replay may race).
+    """
+    with _locks_guard:
+        lock = _locks.setdefault(storage_key, threading.Lock())
+    with lock:
+        return _make_copy(storage, storage_key)
+
+
+def _make_copy(storage: RecordingStorage, storage_key: str) -> str:
     key = playback_key(storage_key)
     if storage.exists(key):
         return key

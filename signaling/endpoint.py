@@ -81,13 +81,13 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
             if text is None:
                 data = frame.get("bytes") or b""
                 if len(data) > settings.ws_max_frame_bytes:
-                    await transport.close(CLOSE_TOO_BIG, "frame too large")
+                    await conn.close(CLOSE_TOO_BIG, "frame too large")
                     break
                 error = ProtocolError("invalid_message", "send JSON text frames, not binary")
             elif len(text.encode()) > settings.ws_max_frame_bytes:
-                await transport.send_json(error_message(
+                await conn.send(error_message(
                     "frame_too_large", f"frames are limited to {settings.ws_max_frame_bytes} bytes"))
-                await transport.close(CLOSE_TOO_BIG, "frame too large")
+                await conn.close(CLOSE_TOO_BIG, "frame too large")
                 break
             elif not bucket.allow():
                 limited += 1
@@ -103,12 +103,13 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
             rt.metrics.ws_errors.labels(error.code).inc()
             await conn.send(error_message(error.code, error.message, error.ref, error.details))
             if strikes >= settings.ws_abuse_errors or limited > 2 * settings.ws_rate_burst:
-                await transport.close(CLOSE_POLICY, "too many bad messages")
+                await conn.close(CLOSE_POLICY, "too many bad messages")
                 break
     except WebSocketDisconnect:
         pass
     finally:
         rt.metrics.ws_connections.labels(role).dec()
+        conn.stop()
         await handler.disconnected(conn)
 
 

@@ -9,9 +9,10 @@ where it left off, otherwise `on_gone` fires once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vbranch.clock import Clock
@@ -30,20 +31,85 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str = "") -> None: ...
 
 
+CLOSE_TOO_SLOW = 1013  # "try again later": the client reconnects and resumes
+
+
 @dataclass(eq=False)
 class Connection:
+    """One client's socket. Sending never waits for the network: messages go to this connection's
+    own outbox, written in order by its own task, so one slow phone holds up nobody else. A client
+    that falls ``max_outbox`` messages behind is closed (1013) and resumes when it reconnects."""
+
     transport: Transport
     role: str
     party: str | None = None  # set by hello
     identity: Any = None
     sent: int = 0
+    max_outbox: int = 1000
+    _outbox: collections.deque = field(default_factory=collections.deque)
+    _wake: asyncio.Event | None = None
+    _writer: asyncio.Task | None = None
+    _closing: bool = False
 
     async def send(self, message: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        if len(self._outbox) >= self.max_outbox:
+            self._closing = True
+            self._outbox.clear()
+            asyncio.ensure_future(self._close_now(CLOSE_TOO_SLOW, "too slow: reconnect to resume"))
+            return
+        self._outbox.append(message)
+        if self._writer is None:
+            self._wake = asyncio.Event()
+            self._writer = asyncio.ensure_future(self._write_loop())
+        assert self._wake is not None
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._outbox)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until what was sent so far is written (or the timeout passes)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._outbox and self._writer is not None and not self._writer.done():
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.01)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close after what was sent so far is written (e.g. session.ended before 1000)."""
+        await self.drain(2.0)
+        await self._close_now(code, reason)
+
+    def stop(self) -> None:
+        """The socket is gone: stop writing."""
+        self._closing = True
+        self._outbox.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        self._closing = True
         try:
-            await self.transport.send_json(message)
-            self.sent += 1
-        except Exception:  # a peer that vanished mid-send is cleaned up by its reader task
+            await self.transport.close(code, reason)
+        except Exception:  # already closed
             pass
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                message = self._outbox.popleft()
+                try:
+                    await self.transport.send_json(message)
+                    self.sent += 1
+                except Exception:  # a peer that vanished mid-send is cleaned up by its reader task
+                    self._outbox.clear()
+                    return
 
 
 @dataclass
@@ -89,7 +155,7 @@ class Registry:
             old = current.connection
             if old is not None and old is not conn:
                 old.party = None  # its close will not count as the party leaving
-                self._spawn(old.transport.close(4001, "superseded by a newer connection"))
+                self._spawn(old.close(4001, "superseded by a newer connection"))
             resumed = True
         elif resume_token is not None:
             raise AttachError("resume_failed", "nothing to resume: the resume window has passed")

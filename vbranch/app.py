@@ -41,6 +41,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         finally:
             await coordinator.stop()
             await rt.faces.aclose()
+            await rt.journal.close()
             await rt.db.close()
 
     app = FastAPI(title="vbranch", version=__version__, lifespan=lifespan,

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
+from recordings.playback import ensure_playable, needs_copy
 from recordings.storage import LocalDirStorage
 from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
@@ -36,7 +37,8 @@ class CallMedia:
         self.bus = bus
         self.sessions = sessions
         settings = rt.settings
-        self.hub = MediaHub(LocalDirStorage(settings.resolved_recordings_dir), rt.clock,
+        self.storage = LocalDirStorage(settings.resolved_recordings_dir)
+        self.hub = MediaHub(self.storage, rt.clock,
                             [s.model_dump(exclude_none=True) for s in settings.ice_servers],
                             mode=settings.media_mode, on_event=self._media_event,
                             pair_wait_s=settings.media_pair_wait_s,
@@ -45,6 +47,7 @@ class CallMedia:
         self.rules = CoverageRules(max_gap_s=settings.evidence_max_gap_s,
                                    start_grace_s=settings.evidence_start_grace_s)
         self._agents: dict[str, str] = {}  # session id -> the agent's party, while the call runs
+        self._journaling: dict[str, set[asyncio.Task]] = {}  # media events on their way to the journal
         self._checks: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -52,6 +55,8 @@ class CallMedia:
         for task in list(self._checks.values()):
             task.cancel()
         await self.hub.close()
+        for session_id in list(self._journaling):
+            await self._journaled(session_id)
 
     # -- negotiation -----------------------------------------------------
     def call_started(self, session_id: str, agent_id: int, started_at: float) -> None:
@@ -82,7 +87,11 @@ class CallMedia:
                "media.party_not_connected": "not_connected"}
 
     def _media_event(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        self._spawn(self.sessions.record(session_id, kind, "media", data))
+        if kind == "media.keyframe_requested":  # a metric, and a count per recording, not a timeline row
+            self.rt.metrics.keyframe_requests.labels(data.get("reason", "")).inc()
+            return
+        # journaled in order; end() waits for these before the recordings are judged and sealed
+        self._spawn(self.sessions.record(session_id, kind, "media", data), session_id)
         state = self._STATES.get(kind)
         if state is None or data.get("reason") == "ended":
             return
@@ -94,10 +103,21 @@ class CallMedia:
         if agent is not None:
             self._spawn(self.bus.publish(agent, msg))
 
-    def _spawn(self, awaitable: Any) -> None:
+    def _spawn(self, awaitable: Any, session_id: str | None = None) -> None:
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if session_id is not None:
+            pending = self._journaling.setdefault(session_id, set())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def _journaled(self, session_id: str) -> None:
+        """Every media event of the session so far is in the journal."""
+        pending = self._journaling.pop(session_id, set())
+        for result in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("a media event of %s was not journaled: %r", session_id, result)
 
     # -- evidence of the media ---------------------------------------------
     def coverage(self, session_id: str, started_at: float) -> list[dict[str, Any]]:
@@ -127,7 +147,10 @@ class CallMedia:
         self._agents.pop(session_id, None)
         ended_at = self.rt.clock.now()
         health = self.hub.health(session_id)
-        results = await self.hub.end_session(session_id) if session_id in self.hub.sessions() else []
+        live = session_id in self.hub.sessions()
+        stats = self.hub.stats(session_id) if live else {}
+        results = await self.hub.end_session(session_id) if live else []
+        await self._journaled(session_id)
         rows = []
         async with self.rt.db.session() as db:
             sess = await Sessions(db).get(session_id)
@@ -147,12 +170,18 @@ class CallMedia:
                 db.add(sess)
             await db.commit()
         for row in rows:
+            received = (stats.get(row.party) or {}).get("received", {}).get("video", {})
             await self.sessions.record(session_id, "recording.finalised", "media", {
                 "party": row.party, "sha256": row.sha256, "duration_s": row.duration_s,
-                "size_bytes": row.size_bytes, "video_codec": row.video_codec, "audio_codec": row.audio_codec})
+                "size_bytes": row.size_bytes, "video_codec": row.video_codec, "audio_codec": row.audio_codec,
+                "keyframe_requests": received.get("plis_sent", 0)})
         if sess is not None and sess.connected_at is not None:
             await self.sessions.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
                                        "system", {"issues": issues})
+        for row in rows:  # the browser's MP4 copy of an H.264 recording, made now rather than at first replay
+            if needs_copy(row.container, row.video_codec):
+                self._spawn(asyncio.get_running_loop().run_in_executor(None, ensure_playable, self.storage,
+                                                                       row.storage_key))
         return rows
 
     # -- face check --------------------------------------------------------

@@ -77,7 +77,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_create_account(args: argparse.Namespace) -> int:
     from vbranch.auth import hash_password
     from vbranch.db.models import StaffAccount
-    from vbranch.db.repositories import Accounts, Audit
+    from vbranch.db.repositories import Accounts
     from vbranch.runtime import Runtime
 
     if not sys.stdin.isatty():  # never from an argument or the environment: stdin or a prompt
@@ -98,8 +98,9 @@ def cmd_create_account(args: argparse.Namespace) -> int:
             db.add(StaffAccount(username=args.username, display_name=args.display_name or args.username,
                                 role=args.role, password_hash=hash_password(password), created_at=rt.clock.now()))
             await db.commit()
-            await Audit(db).append(rt.clock.now(), "cli", "admin.account_create", None,
+            await rt.journal.audit("cli", "admin.account_create", None,
                                    {"account": args.username, "role": args.role})
+        await rt.journal.close()
         await rt.db.close()
         print(f"created {args.role} {args.username}")
         return 0
@@ -124,6 +125,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         try:
             return await verify(rt, rt.signing_key, args.session_id)
         finally:
+            await rt.journal.close()
             await rt.db.close()
 
     report = asyncio.run(run())
@@ -148,6 +150,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             return await export_session(rt, args.session_id, Path(args.out))
         finally:
+            await rt.journal.close()
             await rt.db.close()
 
     try:
@@ -169,6 +172,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         try:
             return await purge_expired(rt, dry_run=args.dry_run)
         finally:
+            await rt.journal.close()
             await rt.db.close()
 
     purges = asyncio.run(run())

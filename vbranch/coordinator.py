@@ -15,7 +15,7 @@ from signaling.registry import AttachError, Connection, Registry, customer_party
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
 from vbranch.call_media import CallMedia
 from vbranch.db.models import CustomerSession
-from vbranch.db.repositories import Accounts, Audit, Catalog, Sessions, Timeline
+from vbranch.db.repositories import Accounts, Catalog, Sessions, Timeline
 from vbranch.domain.checklist import Checklist
 from vbranch.evidence import seal_session
 from vbranch.domain.routing_model import AgentState, RoutingError
@@ -67,12 +67,16 @@ class Coordinator:
     async def account_changed(self, account_id: int) -> None:
         async with self.rt.db.session() as db:
             account = await Accounts(db).get(account_id)
-        if account is not None and not account.active:
+        if account is None:
+            return
+        if not account.active:
             conn = self.registry.connection(staff_party(account_id))
             self.registry.forget(staff_party(account_id))
             await self._agent_gone(account_id)
             if conn:
-                await conn.transport.close(1008, "account disabled")
+                await conn.close(1008, "account disabled")
+            return
+        await self.desk.update_agent_skills(account_id)  # a logged-in agent's new skills apply at once
 
     async def services_changed(self) -> None:
         await self.desk.reload_services()
@@ -222,7 +226,7 @@ class Coordinator:
         await self._customer_gone(session_id, "customer_left")
         self.registry.forget(customer_party(session_id))
         await conn.send(server_message("session.ended", msg.id, reason="customer_left"))
-        await conn.transport.close(1000, "left")
+        await conn.close(1000, "left")
 
     # -- agent ---------------------------------------------------------------
     def _agent_id(self, conn: Connection) -> str:
@@ -265,7 +269,7 @@ class Coordinator:
         """The service's checklist, the steps marked so far, and whether a face check passed."""
         async with self.rt.db.session() as db:
             svc = await Catalog(db).service(sess.service_code)
-            events = await Timeline(db).list(sess.id)
+            events = await Timeline(db).of_kind(sess.id, "checklist.mark")
             checks = await Sessions(db).face_checks(sess.id)
         checklist = Checklist.model_validate({
             "steps": svc.checklist if svc else [],
@@ -337,10 +341,12 @@ class Coordinator:
         await self.bus.publish(customer_party(sess.id), server_message("session.ended", reason=reason))
         await self.bus.publish(staff_party(agent_id), server_message("session.ended", session_id=sess.id,
                                                                      reason=reason))
+        # recordings and the seal first, then (after the wrap-up) the session's completion
+        over = self.desk.follow_up(sess.id, self._call_over(sess.id))
         view = self.desk.engine.agent(agent_id)
         if view is not None and view.state == AgentState.BUSY:
             await self.desk.run(lambda: self.desk.engine.end_call(agent_id, sess.id))
-        await self._call_over(sess.id)
+        await over
 
     # -- media and face check ------------------------------------------------
     async def _media_party(self, conn: Connection, msg: Any) -> tuple[str, str]:
@@ -384,8 +390,7 @@ class Coordinator:
     async def _audit(self, conn: Connection, action: str, session_id: str | None, detail: dict[str, Any]) -> None:
         """Every staff action goes to the hash-chained audit log."""
         actor = conn.identity.username if conn.role != "customer" else f"customer:{conn.identity.session_id}"
-        async with self.rt.db.session() as db:
-            await Audit(db).append(self.rt.clock.now(), actor, action, session_id, detail)
+        await self.rt.journal.audit(actor, action, session_id, detail)
 
     def _ice_servers(self) -> list[dict[str, Any]]:
         return [s.model_dump(exclude_none=True) for s in self.rt.settings.ice_servers]

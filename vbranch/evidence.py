@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from recordings.storage import LocalDirStorage
 from vbranch.db.models import AuditLog, CustomerSession, Manifest
@@ -22,7 +23,12 @@ from vbranch.runtime import Runtime
 from vbranch.signing import SigningKey
 
 async def seal_session(rt: Runtime, key: SigningKey, session_id: str) -> Manifest:
-    """Build and sign the manifest of a call that has ended (recordings finalised)."""
+    """Build and sign the manifest of a call that has ended (recordings finalised).
+
+    The journal is flushed first, so the timeline head and the audit head the manifest pins
+    include everything the branch has acknowledged.
+    """
+    audit_head = await rt.journal.audit_head()
     async with rt.db.session() as db:
         repo = Sessions(db)
         sess = await repo.get(session_id)
@@ -51,14 +57,18 @@ async def seal_session(rt: Runtime, key: SigningKey, session_id: str) -> Manifes
         consent=sess.consent or {},
         sealed_at=rt.clock.now(),
         recording_issues=sess.evidence_issues or [],
+        audit_head=audit_head,
     )
     row = Manifest(session_id=session_id, body=body, signature=key.sign(body), key_id=key.key_id,
                    created_at=rt.clock.now())
-    async with rt.db.session() as db:
-        await db.merge(row)
-        await db.commit()
-        await Timeline(db).append(session_id, rt.clock.now(), "evidence.sealed", "system",
-                                  {"manifest_sha256": hashlib.sha256(body).hexdigest(), "key_id": key.key_id})
+
+    async def store(db: AsyncSession) -> None:
+        await db.merge(Manifest(**row.model_dump()))
+
+    # the manifest and the event that says it was sealed commit together
+    await rt.journal.record(session_id, "evidence.sealed", "system",
+                            {"manifest_sha256": hashlib.sha256(body).hexdigest(), "key_id": key.key_id},
+                            change=store)
     return row
 
 
@@ -69,6 +79,7 @@ class Report:
     checked_sessions: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pinned_audit_heads: list[tuple[str, dict]] = field(default_factory=list)  # (session, {id, hash}) from manifests
 
 
 def _file_sha256(path: Path) -> str:
@@ -102,6 +113,7 @@ async def verify_session(rt: Runtime, key: SigningKey, sess: CustomerSession, re
         report.problems.append(f"{sid}: the manifest's signature does not match its content or this branch's key")
     body = json.loads(manifest.body)
     _check_completeness(sid, body, events, report)
+    report.pinned_audit_heads.append((sid, body.get("audit_head") or {}))
     head = body["timeline_head"]
     at_head = next((e for e in events if e.seq == head["seq"]), None)
     if at_head is None or at_head.hash != head["hash"]:
@@ -147,12 +159,27 @@ def _check_completeness(sid: str, body: dict, events: list, report: Report) -> N
                             f"{ack.data.get('reason')}")
 
 
-async def verify_audit(rt: Runtime, report: Report) -> None:
+async def verify_audit(rt: Runtime, report: Report, key: SigningKey | None = None) -> None:
     async with rt.db.session() as db:
         rows = list((await db.exec(select(AuditLog).order_by(col(AuditLog.id)))).all())
+        newest = (await db.exec(select(Manifest).order_by(col(Manifest.created_at).desc()).limit(1))).first()
+    if newest is not None and (key is None or key.verify(newest.body, newest.signature)):
+        # the newest seal pins the most recent audit head: deleting audit rows up to it shows
+        report.pinned_audit_heads.append((newest.session_id, json.loads(newest.body).get("audit_head") or {}))
     for i in verify_chain((audit_record(r), r.prev_hash, r.hash) for r in rows):
         report.problems.append(f"audit log: entry {rows[i].id} ({rows[i].action}) was altered, "
                                "or an entry before it was removed")
+    # each manifest pinned the audit head when it was sealed: those rows must still be there, unchanged
+    by_id = {r.id: r for r in rows}
+    seen: set[int] = set()
+    for sid, head in report.pinned_audit_heads:
+        if not head.get("id") or head["id"] in seen:
+            continue
+        seen.add(head["id"])
+        row = by_id.get(head["id"])
+        if row is None or row.hash != head.get("hash"):
+            report.problems.append(f"audit log: entry {head['id']}, pinned by the manifest of {sid}, "
+                                   "was removed or altered (the newest audit entries were deleted?)")
 
 
 async def verify(rt: Runtime, key: SigningKey, session_id: str | None = None) -> Report:
@@ -168,5 +195,5 @@ async def verify(rt: Runtime, key: SigningKey, session_id: str | None = None) ->
             sessions = list((await db.exec(select(CustomerSession).order_by(CustomerSession.created_at))).all())
     for sess in sessions:
         await verify_session(rt, key, sess, report)
-    await verify_audit(rt, report)
+    await verify_audit(rt, report, key)
     return report

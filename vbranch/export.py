@@ -10,7 +10,7 @@ from pathlib import Path
 
 from recordings.storage import LocalDirStorage
 from vbranch.db.models import Manifest
-from vbranch.db.repositories import Audit, Sessions, Timeline
+from vbranch.db.repositories import Sessions, Timeline
 from vbranch.runtime import Runtime
 
 README = """Evidence archive of vbranch session {session_id}
@@ -96,6 +96,5 @@ async def export_session(rt: Runtime, session_id: str, out: Path, actor: str = "
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, data in files.items():
             zf.writestr(f"{session_id}/{name}", data)
-    async with rt.db.session() as db:
-        await Audit(db).append(rt.clock.now(), actor, "evidence.export", session_id, {"file": out.name})
+    await rt.journal.audit(actor, "evidence.export", session_id, {"file": out.name})
     return out

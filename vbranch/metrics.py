@@ -21,3 +21,12 @@ class Metrics:
         self.queue_waiting = Gauge("vbranch_queue_waiting", "Sessions waiting", ["service"], registry=r)
         self.join_to_offer = Histogram("vbranch_join_to_offer_seconds", "Customer hello to first offer",
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600), registry=r)
+        self.db_commits = Counter("vbranch_db_commits_total", "Database transactions committed", registry=r)
+        self.journal_commits = Counter("vbranch_journal_commits_total",
+                                       "Group commits of the evidence journal", registry=r)
+        self.journal_rows = Counter("vbranch_journal_rows_total", "Timeline and audit rows journaled", registry=r)
+        self.keyframe_requests = Counter("vbranch_media_keyframe_requests_total",
+                                         "Keyframe requests (PLI) sent to a party", ["reason"], registry=r)
+        self.desk_persist_failures = Counter("vbranch_desk_persist_failures_total",
+                                             "Queue decisions whose persisting failed (retried or rejected)",
+                                             ["outcome"], registry=r)

@@ -1,8 +1,17 @@
 """The live queue: the routing engine driven by a timer, its decisions persisted and announced.
 
-All engine operations go through `QueueDesk.run`, which holds one lock while it
-applies the engine's events (database state, timeline, messages), so every
-party sees the decisions in the order they were made.
+All engine operations go through `QueueDesk.run`. The engine decides at once
+(it is pure and fast) and its events go to an outbox; one task takes whatever
+the outbox holds, persists it (the state changes and their timeline events,
+group-committed by the evidence journal) and then announces it, in the order
+the decisions were made. Nothing waits on a socket (each connection writes
+from its own outbox, signaling.registry), and no lock is held across I/O, so
+a slow phone or a slow commit never stalls the decisions. `run` returns once
+its own decision is persisted and announced. A failed persist is retried
+until it succeeds (the decision stays in order behind it), never dropped.
+
+Queue positions are coalesced: a waiting customer hears of a change at most
+once a second (and at least every 10 s), not once per decision.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from signaling.bus import MessageBus
@@ -18,6 +28,7 @@ from signaling.protocol import server_message
 from vbranch.db.models import CustomerSession, Service
 from vbranch.db.repositories import Accounts, Catalog, Sessions
 from vbranch.domain.routing import RoutingEngine
+from vbranch.domain.service_rules import QueueDefaults, rules_for
 from vbranch.domain.routing_model import (
     AgentState,
     AgentStateChanged,
@@ -31,20 +42,28 @@ from vbranch.domain.routing_model import (
     SessionLeft,
     WaitingSession,
 )
-from vbranch.domain.session_state import SessionState
+from vbranch.api.errors import ApiError
+from vbranch.domain.session_state import IllegalTransition, SessionState
 from vbranch.runtime import Runtime
 from vbranch.sessions import SessionService
 
 log = logging.getLogger(__name__)
 
 POSITION_REFRESH_S = 10.0
+POSITION_MIN_INTERVAL_S = 1.0
 WALLBOARD_EVERY_S = 1.0
+PERSIST_RETRY_MAX_S = 2.0
+
+
+@dataclass(eq=False)
+class _Decision:
+    events: list[Event]
+    done: asyncio.Future[None]
 
 
 def rules_of(svc: Service, rt: Runtime) -> dict[str, Any]:
-    return {"code": svc.code, "required_skills": svc.required_skills, "escalation": svc.escalation,
-            "business_hours": svc.business_hours or None, "offer_timeout_s": rt.settings.offer_timeout_s,
-            "wrapup_s": rt.settings.wrapup_s}
+    """The engine's rules for a service row: its own queue settings, else the global defaults."""
+    return rules_for(svc, QueueDefaults.from_settings(rt.settings))
 
 
 class QueueDesk:
@@ -56,7 +75,12 @@ class QueueDesk:
         self.bus = bus
         self.sessions = sessions
         self.engine = RoutingEngine(rt.clock)
-        self._lock = asyncio.Lock()
+        self._outbox: list[_Decision] = []
+        self._effects_wake = asyncio.Event()
+        self._effects: asyncio.Task | None = None
+        self._followups: dict[str, asyncio.Task] = {}  # session id -> call-over work (media, seal)
+        self._dirty_positions: set[str] = set()
+        self._position_sent: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._timer: asyncio.Task | None = None
         self._names: dict[str, str] = {}  # agent id -> display name
@@ -68,7 +92,7 @@ class QueueDesk:
 
     async def start(self) -> None:
         async with self.rt.db.session() as db:
-            for svc in await Catalog(db).services():
+            for svc in await Catalog(db).services(active_only=False):
                 self.engine.add_service(rules_of(svc, self.rt))
             waiting = await Sessions(db).in_states([SessionState.QUEUED, SessionState.OFFERED])
         # an offer does not survive a restart: the session goes back to its place
@@ -78,59 +102,113 @@ class QueueDesk:
         restorable = [WaitingSession(s.id, s.service_code, s.priority, s.created_at) for s in waiting
                       if s.service_code in self.engine.services()]
         self.engine.restore(restorable)
+        self._effects = asyncio.create_task(self._run_effects(), name="queue-effects")
         self._timer = asyncio.create_task(self._run_timer(), name="queue-timer")
 
     async def stop(self) -> None:
         if self._timer:
             self._timer.cancel()
             await asyncio.gather(self._timer, return_exceptions=True)
+        pending = [d.done for d in self._outbox]
+        if pending and self._effects is not None and not self._effects.done():
+            await asyncio.wait(pending, timeout=10)  # what was decided is persisted before we go
+        if self._effects:
+            self._effects.cancel()
+            await asyncio.gather(self._effects, return_exceptions=True)
+        if self._followups:
+            await asyncio.gather(*self._followups.values(), return_exceptions=True)
 
     async def reload_services(self) -> None:
         async with self.rt.db.session() as db:
-            services = await Catalog(db).services()
+            services = await Catalog(db).services(active_only=False)
         await self.run(lambda: [e for svc in services for e in self.engine.add_service(rules_of(svc, self.rt))])
 
     async def run(self, op: Callable[[], list[Event]]) -> list[Event]:
-        """Run one engine operation and apply its events, in order, under the lock."""
-        async with self._lock:
-            events = op()
-            await self._apply(events)
-            await self._announce_positions(self.engine.changed_positions())
+        """Run one engine operation now; return once its events are persisted and announced, in order.
+
+        The decision itself is made at once, without waiting for anything (``op`` is the pure
+        engine's), so decisions are ordered exactly as they were made.
+        """
+        events = op()
+        self._dirty_positions.update(u.session_id for u in self.engine.changed_positions())
+        decision = _Decision(events, asyncio.get_running_loop().create_future())
+        self._outbox.append(decision)
+        self._effects_wake.set()
         self._wallboard_dirty = True
         self._wake.set()
+        await asyncio.shield(decision.done)
         return events
 
     # -- effects of the engine's decisions ------------------------------
-    async def _apply(self, events: list[Event]) -> None:
-        for ev in events:
-            try:
-                await self._apply_one(ev)
-            except Exception:  # one failed effect must not stop the others (it is logged)
-                log.exception("applying %s failed", ev)
+    async def _run_effects(self) -> None:
+        while True:
+            await self._effects_wake.wait()
+            self._effects_wake.clear()
+            while self._outbox:
+                decisions, self._outbox = self._outbox, []
+                events = [ev for d in decisions for ev in d.events]
+                try:
+                    persisted = await self._persist_all(events)
+                    for ev in events:
+                        try:
+                            await self._announce(ev, persisted.get(id(ev)))
+                        except Exception:  # an announcement that cannot be made is logged, the rest go on
+                            log.exception("announcing %s failed", ev)
+                finally:
+                    for d in decisions:
+                        if not d.done.done():
+                            d.done.set_result(None)
 
-    async def _apply_one(self, ev: Event) -> None:
+    async def _persist_all(self, events: list[Event]) -> dict[int, CustomerSession]:
+        """Every state change of these events, concurrently (one group commit), each retried until it holds."""
+        results = await asyncio.gather(*(self._persist(ev) for ev in events))
+        return {id(ev): sess for ev, sess in zip(events, results) if sess is not None}
+
+    async def _persist(self, ev: Event) -> CustomerSession | None:
+        delay = 0.05
+        while True:
+            try:
+                return await self._persist_once(ev)
+            except (RoutingError, ApiError, IllegalTransition):
+                # the engine and the database disagree: say so loudly, do not retry forever
+                log.error("the state change for %s does not hold in the database", ev, exc_info=True)
+                self.rt.metrics.desk_persist_failures.labels("rejected").inc()
+                return None
+            except Exception:
+                log.warning("persisting %s failed; retrying in %.2f s", ev, delay, exc_info=True)
+                self.rt.metrics.desk_persist_failures.labels("retried").inc()
+                await asyncio.sleep(delay)
+                delay = min(PERSIST_RETRY_MAX_S, delay * 2)
+
+    async def _persist_once(self, ev: Event) -> CustomerSession | None:
+        now = self.rt.clock.now()
         if isinstance(ev, OfferMade):
-            sess = await self.sessions.move(ev.session_id, SessionState.OFFERED, "router",
-                                            {"agent_id": int(ev.agent_id)}, offered_at=self.rt.clock.now(),
+            return await self.sessions.move(ev.session_id, SessionState.OFFERED, "router",
+                                            {"agent_id": int(ev.agent_id)}, offered_at=now,
                                             agent_id=int(ev.agent_id))
+        if isinstance(ev, OfferRevoked) and ev.reason != "customer_left":
+            return await self.sessions.move(ev.session_id, SessionState.QUEUED, "router",
+                                            {"agent_id": int(ev.agent_id), "reason": ev.reason}, agent_id=None)
+        if isinstance(ev, SessionConnected):
+            return await self.sessions.move(ev.session_id, SessionState.CONNECTED, staff_party(ev.agent_id),
+                                            {"agent_id": int(ev.agent_id), "waited_s": round(ev.waited_s, 1)},
+                                            connected_at=now, agent_id=int(ev.agent_id))
+        return None
+
+    async def _announce(self, ev: Event, sess: CustomerSession | None) -> None:
+        if isinstance(ev, OfferMade):
             joined = self._joined_at.pop(ev.session_id, None)
             if joined is not None:
                 self.rt.metrics.join_to_offer.observe(max(0.0, self.rt.clock.now() - joined))
+            customer = {"ref": sess.customer_ref, "name": sess.customer_name, "channel": sess.channel} if sess else {}
             await self.bus.publish(staff_party(ev.agent_id), server_message(
-                "offer", session_id=ev.session_id, service=ev.service, priority=sess.priority,
-                customer={"ref": sess.customer_ref, "name": sess.customer_name, "channel": sess.channel},
-                expires_in_s=round(max(0.0, ev.expires_at - self.rt.clock.now()), 1)))
+                "offer", session_id=ev.session_id, service=ev.service, priority=sess.priority if sess else 0,
+                customer=customer, expires_in_s=round(max(0.0, ev.expires_at - self.rt.clock.now()), 1)))
         elif isinstance(ev, OfferRevoked):
             await self.bus.publish(staff_party(ev.agent_id),
                                    server_message("offer.revoked", session_id=ev.session_id, reason=ev.reason))
-            if ev.reason != "customer_left":
-                await self.sessions.move(ev.session_id, SessionState.QUEUED, "router",
-                                         {"agent_id": int(ev.agent_id), "reason": ev.reason}, agent_id=None)
         elif isinstance(ev, SessionConnected):
-            sess = await self.sessions.move(ev.session_id, SessionState.CONNECTED, staff_party(ev.agent_id),
-                                            {"agent_id": int(ev.agent_id), "waited_s": round(ev.waited_s, 1)},
-                                            connected_at=self.rt.clock.now(), agent_id=int(ev.agent_id))
-            if self.on_call_started:
+            if self.on_call_started and sess is not None:
                 self.on_call_started(ev.session_id, int(ev.agent_id), sess.connected_at)
             await self.bus.publish(staff_party(ev.agent_id),
                                    server_message("session.connected", session_id=ev.session_id))
@@ -141,14 +219,33 @@ class QueueDesk:
         elif isinstance(ev, CallEnded):
             self._wrapping[ev.agent_id] = ev.session_id
             if ev.reason == "agent_left":
-                await self._interrupt(ev.session_id, "agent_lost")
+                self.follow_up(ev.session_id, self._interrupt(ev.session_id, "agent_lost"))
         elif isinstance(ev, AgentStateChanged):
             await self.bus.publish(staff_party(ev.agent_id), server_message(
                 "agent.status", status=str(ev.new), until=ev.until))
             if ev.old == AgentState.WRAP_UP or ev.new == AgentState.OFFLINE:  # wrap-up over (or agent gone)
                 session_id = self._wrapping.pop(ev.agent_id, None)
                 if session_id:
-                    await self._complete(session_id)
+                    self.follow_up(session_id, self._complete(session_id))
+
+    def follow_up(self, session_id: str, work: Any) -> asyncio.Task:
+        """Slow work about one session (media teardown, sealing, completion), in order per session,
+        off the decisions' path; the task is returned to wait for."""
+        before = self._followups.get(session_id)
+
+        async def after() -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            try:
+                await work
+            except Exception:
+                log.exception("follow-up for %s failed", session_id)
+
+        task = asyncio.create_task(after())
+        self._followups[session_id] = task
+        task.add_done_callback(lambda t: self._followups.pop(session_id, None)
+                               if self._followups.get(session_id) is t else None)
+        return task
 
     async def _interrupt(self, session_id: str, reason: str) -> None:
         async with self.rt.db.session() as db:
@@ -169,8 +266,29 @@ class QueueDesk:
             await self.sessions.move(session_id, SessionState.COMPLETED, "system")
 
     async def _announce_positions(self, updates: list[PositionUpdate]) -> None:
+        now = self.rt.clock.now()
         for u in updates:
+            self._position_sent[u.session_id] = now
+            self._dirty_positions.discard(u.session_id)
             await self.bus.publish(customer_party(u.session_id), self.queue_update(u))
+
+    async def _flush_positions(self) -> float | None:
+        """Send the changed positions not sent in the last second; when the rest are due (or None)."""
+        now = self.rt.clock.now()
+        due, later = [], None
+        for sid in list(self._dirty_positions):
+            last = self._position_sent.get(sid, -1e18)
+            if now - last >= POSITION_MIN_INTERVAL_S:
+                u = self.engine.position(sid)
+                if u is None:
+                    self._dirty_positions.discard(sid)
+                    self._position_sent.pop(sid, None)
+                else:
+                    due.append(u)
+            else:
+                later = min(later or 1e18, last + POSITION_MIN_INTERVAL_S)
+        await self._announce_positions(due)
+        return later
 
     def queue_update(self, u: PositionUpdate) -> dict[str, Any]:
         status = self.engine.service_status(u.service)
@@ -189,8 +307,9 @@ class QueueDesk:
         while True:
             now = self.rt.clock.now()
             deadline = self.engine.next_deadline()
-            wake_at = min(x for x in (deadline, next_refresh, next_wallboard if self._wallboard_dirty else None)
-                          if x is not None)
+            positions_at = now if self._dirty_positions else None
+            wake_at = min(x for x in (deadline, next_refresh, next_wallboard if self._wallboard_dirty else None,
+                                      positions_at) if x is not None)
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(wake_at - now, 1.0)))
@@ -200,9 +319,12 @@ class QueueDesk:
             try:
                 if deadline is not None and deadline <= now:
                     await self.run(self.engine.tick)
+                if self._dirty_positions:
+                    later = await self._flush_positions()
+                    if later is not None:  # sleep until the next one is due
+                        await asyncio.sleep(max(0.0, min(later - self.rt.clock.now(), 0.25)))
                 if now >= next_refresh:
-                    async with self._lock:
-                        await self._announce_positions(self.engine.due_position_updates(POSITION_REFRESH_S))
+                    await self._announce_positions(self.engine.due_position_updates(POSITION_REFRESH_S))
                     next_refresh = now + 1.0
                 if self._wallboard_dirty and now >= next_wallboard:
                     self._wallboard_dirty = False
@@ -227,7 +349,8 @@ class QueueDesk:
             "at": s.at, "window_s": s.window_s, "waiting_total": s.waiting_total, "answered": s.answered,
             "abandoned": s.abandoned, "abandonment_rate": s.abandonment_rate,
             "agents_by_state": s.agents_by_state, "agents": agents,
-            "services": {code: {"open": v.open, "waiting": v.waiting, "offered": v.offered,
+            "services": {code: {"open": v.open, "active": v.active,
+                                "service_level_threshold_s": v.service_level_threshold_s, "waiting": v.waiting, "offered": v.offered,
                                 "longest_wait_s": round(v.longest_wait_s, 1), "agents_staffed": v.agents_staffed,
                                 "agents_available": v.agents_available, "answered": v.answered,
                                 "abandoned": v.abandoned, "service_level": v.service_level,
@@ -257,6 +380,16 @@ class QueueDesk:
             async with self.rt.db.session() as db:
                 skills = await Accounts(db).skills(account_id)
             await self.run(lambda: self.engine.agent_login(agent_id, skills))
+
+    async def update_agent_skills(self, account_id: int) -> None:
+        """An administrator changed the agent's skills: a logged-in agent gets them at once."""
+        agent_id = str(account_id)
+        if self.engine.agent(agent_id) is None:
+            return  # not logged in: the next login reads them
+        async with self.rt.db.session() as db:
+            skills = await Accounts(db).skills(account_id)
+        await self.run(lambda: self.engine.update_agent_skills(agent_id, skills)
+                       if self.engine.agent(agent_id) is not None else [])
 
     def agent_status(self, account_id: int) -> str:
         view = self.engine.agent(str(account_id))

@@ -9,7 +9,6 @@ from sqlmodel import col, select
 from recordings.playback import delete_copy
 from recordings.storage import LocalDirStorage
 from vbranch.db.models import CustomerSession, Recording, Service
-from vbranch.db.repositories import Audit, Timeline
 from vbranch.runtime import Runtime
 
 DAY_S = 86400.0
@@ -44,7 +43,7 @@ async def purge_expired(rt: Runtime, *, dry_run: bool = False, actor: str = "ret
     for p in out:
         async with rt.db.session() as db:
             if p.reason == "held":
-                await Audit(db).append(now, actor, "recording.purge_blocked", p.session_id,
+                await rt.journal.audit(actor, "recording.purge_blocked", p.session_id,
                                        {"party": p.party, "reason": "legal_hold"})
                 continue
             storage.delete(p.storage_key)
@@ -54,8 +53,8 @@ async def purge_expired(rt: Runtime, *, dry_run: bool = False, actor: str = "ret
             rec.purged_at = now
             db.add(rec)
             await db.commit()
-            await Audit(db).append(now, actor, "recording.purge", p.session_id,
+            await rt.journal.audit(actor, "recording.purge", p.session_id,
                                    {"party": p.party, "storage_key": p.storage_key, "sha256": rec.sha256})
-            await Timeline(db).append(p.session_id, now, "recording.purged", actor,
+            await rt.journal.record(p.session_id, "recording.purged", actor,
                                       {"party": p.party, "sha256": rec.sha256})
     return out

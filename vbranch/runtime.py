@@ -9,6 +9,7 @@ from vbranch.clock import Clock, SystemClock
 from vbranch.config import Settings
 from vbranch.db.database import Database
 from vbranch.facecheck import FaceCheckConfig, FaceCheckPool
+from vbranch.journal import EvidenceJournal
 from vbranch.metrics import Metrics
 from vbranch.signing import SigningKey
 
@@ -22,19 +23,28 @@ class Runtime:
     metrics: Metrics
     faces: FaceCheckPool  # worker processes start on first use
     signing_key: SigningKey
+    journal: EvidenceJournal
     env_api_key_hashes: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> "Runtime":
         clock = clock or SystemClock()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        metrics = Metrics()
+        db = Database(settings.resolved_database_url, on_commit=metrics.db_commits.inc)
+
+        def journaled(rows: int) -> None:
+            metrics.journal_commits.inc()
+            metrics.journal_rows.inc(rows)
+
         return cls(
             settings=settings,
             clock=clock,
-            db=Database(settings.resolved_database_url),
+            db=db,
+            journal=EvidenceJournal(db, clock, on_commit=journaled),
             tokens=TokenService(settings.resolved_secret_key(), clock, settings.staff_token_ttl_s,
                                 settings.join_token_ttl_s),
-            metrics=Metrics(),
+            metrics=metrics,
             signing_key=SigningKey(settings.data_dir),
             faces=FaceCheckPool(settings.facecheck_workers, config=FaceCheckConfig(
                 threshold=settings.facecheck_threshold,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -10,11 +11,13 @@ import uuid
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+from sqlalchemy import update
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vbranch.api.errors import ApiError
 from vbranch.db.models import CustomerSession, ReferencePhoto
-from vbranch.db.repositories import Audit, Catalog, Sessions, Timeline
-from vbranch.domain.session_state import SessionState, transition
+from vbranch.db.repositories import Catalog, Sessions
+from vbranch.domain.session_state import FINAL, SessionState, transition
 from vbranch.facecheck import ReferencePhotoError
 from vbranch.runtime import Runtime
 
@@ -51,9 +54,15 @@ async def check_reference_face(rt: Runtime, raw: bytes) -> None:
                        {"reason": exc.code}) from None
 
 
+# a call has ended from here on (ended_at is the end of the call, not of the wrap-up)
+ENDED = frozenset({SessionState.WRAP_UP, SessionState.INTERRUPTED, SessionState.COMPLETED, SessionState.ABANDONED,
+                   SessionState.FAILED})
+
+
 class SessionService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def create(self, *, service: str, channel: str, customer_ref: str, customer_name: str,
                      priority: int, reference_photo: str | None, created_by: str) -> tuple[CustomerSession, str]:
@@ -63,20 +72,25 @@ class SessionService:
         now = self.rt.clock.now()
         async with self.rt.db.session() as db:
             svc = await Catalog(db).service(service)
-            if svc is None or not svc.active:
-                raise ApiError(422, "unknown_service", f"no active service {service!r}")
-            sess = CustomerSession(id=uuid.uuid4().hex, service_code=service, channel=channel,
-                                   customer_ref=customer_ref, customer_name=customer_name, priority=priority,
-                                   state=SessionState.QUEUED, created_at=now)
-            db.add(sess)
-            if photo:
-                db.add(ReferencePhoto(session_id=sess.id, content_type=photo[1], data=photo[0],
-                                      sha256=hashlib.sha256(photo[0]).hexdigest(), created_at=now))
-            await db.commit()
-            await Timeline(db).append(sess.id, now, "session.created", created_by,
-                                      {"service": service, "channel": channel, "priority": priority,
-                                       "reference_photo": bool(photo)})
-            await Audit(db).append(now, created_by, "session.create", sess.id, {"service": service})
+        if svc is None or not svc.active:
+            raise ApiError(422, "unknown_service", f"no active service {service!r}")
+        sess = CustomerSession(id=uuid.uuid4().hex, service_code=service, channel=channel,
+                               customer_ref=customer_ref, customer_name=customer_name, priority=priority,
+                               state=SessionState.QUEUED, created_at=now)
+        photo_row = dict(session_id=sess.id, content_type=photo[1], data=photo[0],
+                         sha256=hashlib.sha256(photo[0]).hexdigest(), created_at=now) if photo else None
+
+        async def insert(db: AsyncSession) -> None:  # fresh objects: a retried transaction adds them again
+            db.add(CustomerSession(**sess.model_dump()))
+            if photo_row:
+                db.add(ReferencePhoto(**photo_row))
+
+        # the session and its first event commit together
+        self.rt.journal.start_chain(sess.id)
+        await self.rt.journal.record(sess.id, "session.created", created_by,
+                                     {"service": service, "channel": channel, "priority": priority,
+                                      "reference_photo": bool(photo)}, at=now, change=insert)
+        await self.rt.journal.audit(created_by, "session.create", sess.id, {"service": service})
         token, _ = self.rt.tokens.issue_join(sess.id)
         self.rt.metrics.sessions_created.labels(service, channel).inc()
         return sess, token
@@ -96,32 +110,40 @@ class SessionService:
                 row.content_type, row.data, row.sha256, row.created_at = ctype, raw, digest, now
             db.add(row)
             await db.commit()
-            await Timeline(db).append(session_id, now, "reference_photo.replaced", actor, {"sha256": digest})
-            await Audit(db).append(now, actor, "session.reference_photo", session_id, {"sha256": digest})
+        await self.rt.journal.record(session_id, "reference_photo.replaced", actor, {"sha256": digest})
+        await self.rt.journal.audit(actor, "session.reference_photo", session_id, {"sha256": digest})
         return digest
 
     async def move(self, session_id: str, target: SessionState, actor: str,
                    data: dict[str, Any] | None = None, **changes: Any) -> CustomerSession:
-        """Apply one state change (checked by the state machine) and log it on the timeline."""
-        now = self.rt.clock.now()
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(session_id)
+        """Apply one state change (checked by the state machine); the row and its timeline event commit together.
+
+        ``ended_at`` is set when the call or visit ends (wrap-up, interrupted, or a final state).
+        """
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        async with lock:  # one move at a time per session: each is checked against the last
+            now = self.rt.clock.now()
+            async with self.rt.db.session() as db:
+                sess = await Sessions(db).get(session_id)
             if sess is None:
                 raise ApiError(404, "not_found", "no such session")
             previous = sess.state
-            sess.state = transition(sess.state, target)
-            for key, value in changes.items():
+            values = {"state": transition(sess.state, target), **changes}
+            if target in ENDED and sess.ended_at is None and "ended_at" not in changes:
+                values["ended_at"] = now
+            for key, value in values.items():
                 setattr(sess, key, value)
-            if target in (SessionState.COMPLETED, SessionState.ABANDONED, SessionState.FAILED,
-                          SessionState.INTERRUPTED) and sess.ended_at is None:
-                sess.ended_at = now
-            db.add(sess)
-            await db.commit()
-            await Timeline(db).append(session_id, now, f"state.{target}", actor,
-                                      {"from": previous, **(data or {})})
+
+            async def apply(db: AsyncSession) -> None:
+                await db.exec(update(CustomerSession).where(CustomerSession.id == session_id).values(**values))
+
+            await self.rt.journal.record(session_id, f"state.{target}", actor, {"from": previous, **(data or {})},
+                                         at=now, change=apply)
+        if target in FINAL:
+            self._locks.pop(session_id, None)
+            await self.rt.journal.forget(session_id)  # memory stays bounded; a later event reloads the head
         self.rt.metrics.session_transitions.labels(str(target)).inc()
         return sess
 
     async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None) -> None:
-        async with self.rt.db.session() as db:
-            await Timeline(db).append(session_id, self.rt.clock.now(), kind, actor, data)
+        await self.rt.journal.record(session_id, kind, actor, data)

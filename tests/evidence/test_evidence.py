@@ -115,6 +115,21 @@ def test_deleted_audit_row_is_found(evidence, capsys):
     assert "audit log:" in out
 
 
+def test_deleting_the_newest_audit_rows_is_found(evidence, capsys):
+    """The manifest pins the audit head at sealing: removing the rows up to it shows (no gap is left
+    in the chain for the chain check alone to find, as the newest rows have nothing after them)."""
+    data, sid = evidence
+    with db(data) as conn:
+        body = json.loads(conn.execute("select body from manifest where session_id=?", (sid,)).fetchone()[0])
+        pinned = body["audit_head"]["id"]
+        assert pinned > 0
+        conn.execute("delete from audit_log where id >= ?", (pinned - 2,))  # the newest rows, tail and all
+        assert conn.execute("select count(*) from audit_log where id > ?", (pinned,)).fetchone()[0] == 0
+    code, out = run_verify(capsys, sid)
+    assert code == 1, out
+    assert f"audit log: entry {pinned}, pinned by the manifest of {sid}, was removed or altered" in out
+
+
 def test_swapped_signature_is_found(evidence, capsys):
     data, sid = evidence
     import base64
@@ -139,6 +154,15 @@ def test_manifest_content(evidence):
     assert body["consent"]["location"] == {"lat": 31.2, "lon": 121.5}
     assert [c["code"] for c in body["checklist"] if c["done"]] == ["random_questions", "id_shown"]
     assert body["session"]["disposition"] == "opened" and body["timeline_head"]["seq"] > 5
+    # sealed at the end of the call (wrap-up), with the call's end time, not null
+    with db(data) as conn:
+        ended_at, connected_at = conn.execute("select ended_at, connected_at from customer_session where id=?",
+                                              (sid,)).fetchone()
+        wrap_up_at = conn.execute("select at from timeline_event where session_id=? and kind='state.wrap_up'",
+                                  (sid,)).fetchone()[0]
+    assert body["session"]["ended_at"] == ended_at == wrap_up_at and ended_at > connected_at
+    assert body["evidence_complete"] is True and body["recording_issues"] == []
+    assert body["audit_head"]["id"] > 0 and len(body["audit_head"]["hash"]) == 64
 
 
 async def _runtime_at(data: Path, days_later: float) -> Runtime:

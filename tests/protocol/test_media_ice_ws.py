@@ -27,7 +27,6 @@ from aiortc.sdp import candidate_from_sdp
 from tests.protocol.test_call_ws import clip, connected_call, negotiate, peer_for  # noqa: F401 (fixture)
 from tests.protocol.test_routing_ws import agent, customer, mark_all
 from tests.support.server import run_server
-from vbranch.media.ice import candidate_message
 
 pytestmark = pytest.mark.media
 

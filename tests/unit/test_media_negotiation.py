@@ -7,7 +7,6 @@ offer is not applied locally, so nothing gathers candidates).
 
 from __future__ import annotations
 
-import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from hypothesis import assume, given, settings

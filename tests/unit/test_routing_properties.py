@@ -11,7 +11,10 @@ order and agent choice on its own and checks every event the engine emits:
 - the offer goes to the longest-idle eligible available agent;
 - after every operation no available agent is eligible for a queued session;
 - invalid operations raise the expected RoutingError code and change nothing;
-- reported positions always match the current positions.
+- reported positions always match the current positions;
+- all of this still holds while service rules change (aging, cooldown, timeouts,
+  escalation, switching a service off and on: an inactive service's sessions are
+  never offered) and while logged-in agents' skills change.
 """
 
 from __future__ import annotations
@@ -51,8 +54,7 @@ skill_level = st.integers(0, 5)
 skills_st = st.builds(lambda x, y: {k: v for k, v in (("x", x), ("y", y)) if v}, skill_level, skill_level)
 
 
-def requirement(service: str, waited: float) -> dict[str, int]:
-    rules = RULES[service]
+def requirement(rules: dict[str, Any], waited: float) -> dict[str, int]:
     req = dict(rules["required_skills"])
     for ring in rules.get("escalation", []):
         if waited >= ring["after_s"]:
@@ -72,6 +74,7 @@ class RoutingMachine(RuleBasedStateMachine):
         self.n = 0
         self.login_n = 0
         self.reported: dict[str, tuple[int, int | None]] = {}
+        self.rules: dict[str, dict[str, Any]] = {code: dict(r) for code, r in RULES.items()}  # as changed
 
     # ------------------------------------------------------------------ model
     @property
@@ -80,18 +83,19 @@ class RoutingMachine(RuleBasedStateMachine):
 
     def eligible(self, aid: str, sid: str) -> bool:
         s, a = self.sessions[sid], self.agents[aid]
-        if self.excl.get((aid, sid), float("-inf")) > self.now:
+        rules = self.rules[s["service"]]
+        if not rules.get("active", True) or self.excl.get((aid, sid), float("-inf")) > self.now:
             return False
-        req = requirement(s["service"], self.now - s["enq"])
+        req = requirement(rules, self.now - s["enq"])
         return all(a["skills"].get(k, 0) >= m for k, m in req.items())
 
     def eff(self, sid: str) -> float:
         s = self.sessions[sid]
-        return s["priority"] + RULES[s["service"]]["aging_points_per_min"] * (self.now - s["enq"]) / 60
+        return s["priority"] + self.rules[s["service"]]["aging_points_per_min"] * (self.now - s["enq"]) / 60
 
     def agent_rank(self, aid: str, service: str) -> tuple:
         a = self.agents[aid]
-        score = sum(a["skills"].get(k, 0) for k in RULES[service]["required_skills"])
+        score = sum(a["skills"].get(k, 0) for k in self.rules[service]["required_skills"])
         return (a["idle_since"], -score, a["login_n"])
 
     def apply(self, events: list) -> None:
@@ -145,7 +149,7 @@ class RoutingMachine(RuleBasedStateMachine):
                 a["session"] = None
                 if ev.reason == "declined":
                     a["declined"] = True
-                    cooldown = RULES[s["service"]].get("decline_cooldown_s", 30)
+                    cooldown = self.rules[s["service"]].get("decline_cooldown_s", 30)
                     if cooldown:
                         self.excl[(ev.agent_id, ev.session_id)] = now + cooldown
             elif isinstance(ev, SessionConnected):
@@ -208,6 +212,27 @@ class RoutingMachine(RuleBasedStateMachine):
         if aid in self.agents:
             self.agents[aid]["skills"] = skills  # re-login: new skills, same state
         self.call(None, self.e.agent_login, aid, skills, status="available" if available else "away")
+
+    @rule(aid=st.sampled_from(AGENTS), skills=skills_st)
+    def update_skills(self, aid, skills):
+        if aid in self.agents:
+            self.agents[aid]["skills"] = skills
+        self.call(None if aid in self.agents else "unknown_agent", self.e.update_agent_skills, aid, skills)
+
+    @rule(service=st.sampled_from(sorted(RULES)), active=st.sampled_from([True, True, False]),
+          aging=st.sampled_from([0, 1.0, 6.0]), cooldown=st.sampled_from([0, 20, 40]),
+          timeout=st.sampled_from([10, 15]), wrapup=st.sampled_from([5, 30]), escalate=st.booleans())
+    def change_service(self, service, active, aging, cooldown, timeout, wrapup, escalate):
+        rules = {**RULES[service], "active": active, "aging_points_per_min": aging, "decline_cooldown_s": cooldown,
+                 "offer_timeout_s": timeout, "wrapup_s": wrapup}
+        if not escalate:
+            rules["escalation"] = []
+        if rules["active"] != self.rules[service].get("active", True):
+            for sid, sess in self.sessions.items():  # switched off or on: re-reported even if unchanged
+                if sess["service"] == service:
+                    self.reported.pop(sid, None)
+        self.rules[service] = rules
+        self.call(None, self.e.add_service, rules)
 
     @rule(aid=st.sampled_from(AGENTS))
     def logout(self, aid):

@@ -6,11 +6,22 @@ from fastapi import APIRouter, Request
 
 from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
 from vbranch.api.errors import ApiError
-from vbranch.api.schemas import AgentIn, AgentOut, AgentPatch, ApiKeyIn, ApiKeyOut, ServiceIn, ServiceOut, SkillIn
+from vbranch.api.schemas import (
+    AgentIn,
+    AgentOut,
+    AgentPatch,
+    ApiKeyIn,
+    ApiKeyOut,
+    ServiceAdminOut,
+    ServiceIn,
+    SkillIn,
+)
 from vbranch.auth import hash_api_key, hash_password, new_api_key
 from vbranch.db.models import ApiKey, Service, Skill, StaffAccount
-from vbranch.db.repositories import Accounts, Audit, Catalog
+from vbranch.db.repositories import Accounts, Catalog
 from vbranch.domain.roles import Role
+from vbranch.domain.routing_model import RoutingError
+from vbranch.domain.service_rules import QUEUE_SETTINGS, QueueDefaults, check_rules
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[require_roles(Role.ADMIN)])
 
@@ -43,7 +54,7 @@ async def create_agent(body: AgentIn, staff: StaffDep, rt: RuntimeDep, db: DbDep
     await db.flush()
     await accounts.set_skills(account.id, body.skills)
     await db.commit()
-    await Audit(db).append(rt.clock.now(), staff.username, "admin.account_create", None,
+    await rt.journal.audit(staff.username, "admin.account_create", None,
                            {"account": body.username, "role": body.role, "skills": body.skills})
     return await _agent_out(db, account)
 
@@ -68,7 +79,7 @@ async def update_agent(account_id: int, body: AgentPatch, staff: StaffDep, rt: R
     db.add(account)
     await db.commit()
     changed.pop("password", None) and changed.setdefault("password", "changed")
-    await Audit(db).append(rt.clock.now(), staff.username, "admin.account_update", None,
+    await rt.journal.audit(staff.username, "admin.account_update", None,
                            {"account": account.username, "changes": changed})
     await request.app.state.coordinator.account_changed(account.id)
     return await _agent_out(db, account)
@@ -85,23 +96,31 @@ async def create_skill(body: SkillIn, staff: StaffDep, rt: RuntimeDep, db: DbDep
         raise ApiError(409, "skill_exists", f"skill {body.code!r} exists")
     db.add(Skill(**body.model_dump()))
     await db.commit()
-    await Audit(db).append(rt.clock.now(), staff.username, "admin.skill_create", None, body.model_dump())
+    await rt.journal.audit(staff.username, "admin.skill_create", None, body.model_dump())
     return body.model_dump()
 
 
-@router.get("/services", response_model=list[ServiceOut])
-async def list_all_services(db: DbDep) -> list[ServiceOut]:
-    return [ServiceOut.of(s) for s in await Catalog(db).services(active_only=False)]
+@router.get("/services", response_model=list[ServiceAdminOut])
+async def list_all_services(db: DbDep, rt: RuntimeDep) -> list[ServiceAdminOut]:
+    defaults = QueueDefaults.from_settings(rt.settings)
+    return [ServiceAdminOut.of_admin(s, defaults) for s in await Catalog(db).services(active_only=False)]
 
 
-@router.put("/services/{code}", response_model=ServiceOut)
+@router.put("/services/{code}", response_model=ServiceAdminOut)
 async def put_service(code: str, body: ServiceIn, staff: StaffDep, rt: RuntimeDep, db: DbDep,
-                      request: Request) -> ServiceOut:
+                      request: Request) -> ServiceAdminOut:
+    """Create or replace a service (omitted queue settings go back to the global defaults). The
+    running queue takes the change at once (docs/routing.md, "Changing services and skills")."""
     if body.code != code:
         raise ApiError(422, "invalid_request", "the code in the path and the body differ")
     await _check_skills(db, body.required_skills)
     data = body.model_dump()
     data["business_hours"] = data["business_hours"] or {}
+    defaults = QueueDefaults.from_settings(rt.settings)
+    try:  # what the routing engine would refuse is refused here, before it is stored
+        check_rules(data, defaults)
+    except RoutingError as exc:
+        raise ApiError(422, "invalid_rules", exc.message) from None
     svc = await Catalog(db).service(code)
     if svc is None:
         svc = Service(**data)
@@ -110,9 +129,11 @@ async def put_service(code: str, body: ServiceIn, staff: StaffDep, rt: RuntimeDe
             setattr(svc, key, value)
     db.add(svc)
     await db.commit()
-    await Audit(db).append(rt.clock.now(), staff.username, "admin.service_put", None, {"service": code})
+    await rt.journal.audit(staff.username, "admin.service_put", None,
+                           {"service": code, "active": body.active,
+                            **{name: data[name] for name in QUEUE_SETTINGS}})
     await request.app.state.coordinator.services_changed()
-    return ServiceOut.of(svc)
+    return ServiceAdminOut.of_admin(svc, defaults)
 
 
 @router.post("/api-keys", response_model=ApiKeyOut, status_code=201)
@@ -121,5 +142,5 @@ async def create_api_key(body: ApiKeyIn, staff: StaffDep, rt: RuntimeDep, db: Db
     row = ApiKey(name=body.name, key_hash=hash_api_key(key), created_at=rt.clock.now())
     db.add(row)
     await db.commit()
-    await Audit(db).append(rt.clock.now(), staff.username, "admin.api_key_create", None, {"name": body.name})
+    await rt.journal.audit(staff.username, "admin.api_key_create", None, {"name": body.name})
     return ApiKeyOut(id=row.id, name=row.name, key=key)

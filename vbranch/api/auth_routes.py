@@ -7,7 +7,7 @@ from vbranch.api.errors import ApiError
 from vbranch.api.schemas import LoginIn, LoginOut
 from vbranch.auth import DUMMY_PASSWORD_HASH, verify_password
 from vbranch.clock import utc
-from vbranch.db.repositories import Accounts, Audit
+from vbranch.db.repositories import Accounts
 from vbranch.domain.roles import Role
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -18,10 +18,10 @@ async def login(body: LoginIn, rt: RuntimeDep, db: DbDep) -> LoginOut:
     account = await Accounts(db).by_username(body.username)
     ok = verify_password(account.password_hash if account else DUMMY_PASSWORD_HASH, body.password)
     if not account or not ok or not account.active:
-        await Audit(db).append(rt.clock.now(), body.username, "auth.login_failed")
+        await rt.journal.audit(body.username, "auth.login_failed")
         raise ApiError(401, "invalid_credentials", "wrong username or password")
     token, exp = rt.tokens.issue_staff(account.id, account.username, Role(account.role))
-    await Audit(db).append(rt.clock.now(), account.username, "auth.login")
+    await rt.journal.audit(account.username, "auth.login")
     return LoginOut(token=token, role=account.role, expires_at=utc(exp).isoformat(), account_id=account.id,
                     display_name=account.display_name)
 

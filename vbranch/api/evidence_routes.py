@@ -13,7 +13,7 @@ from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.clock import utc
 from vbranch.db.models import Manifest
-from vbranch.db.repositories import Audit, Sessions, Timeline
+from vbranch.db.repositories import Audit, Sessions
 from vbranch.domain.roles import Role
 from vbranch.evidence import verify
 
@@ -42,7 +42,7 @@ async def get_manifest(session_id: str, staff: StaffDep, rt: RuntimeDep, db: DbD
     row = await db.get(Manifest, session_id)
     if row is None:
         raise ApiError(404, "not_found", "this session has no signed manifest")
-    await Audit(db).append(rt.clock.now(), staff.username, "manifest.view", session_id)
+    await rt.journal.audit(staff.username, "manifest.view", session_id)
     return {"manifest": json.loads(row.body), "manifest_b64": base64.b64encode(row.body).decode(),
             "signature": row.signature, "key_id": row.key_id, "sealed_at": utc(row.created_at).isoformat()}
 
@@ -53,7 +53,7 @@ async def verify_session(session_id: str, staff: StaffDep, rt: RuntimeDep, db: D
         raise ApiError(404, "not_found", "no such session")
     report = await verify(rt, rt.signing_key, session_id)
     has_manifest = await db.get(Manifest, session_id) is not None
-    await Audit(db).append(rt.clock.now(), staff.username, "session.verify", session_id,
+    await rt.journal.audit(staff.username, "session.verify", session_id,
                            {"ok": not report.problems})
     return {"ok": not report.problems, "sealed": has_manifest, "problems": report.problems, "notes": report.notes}
 
@@ -74,7 +74,7 @@ async def legal_hold(session_id: str, body: LegalHoldIn, staff: StaffDep, rt: Ru
     sess.legal_hold = body.hold
     db.add(sess)
     await db.commit()
-    await Audit(db).append(rt.clock.now(), staff.username, "session.legal_hold", session_id,
+    await rt.journal.audit(staff.username, "session.legal_hold", session_id,
                            {"hold": body.hold, "reason": body.reason})
     return {"session_id": session_id, "legal_hold": body.hold}
 
@@ -100,8 +100,8 @@ async def acknowledge_incomplete_evidence(session_id: str, body: EvidenceAckIn, 
     sess.evidence_ack = ack
     db.add(sess)
     await db.commit()
-    await Timeline(db).append(session_id, now, "evidence.acknowledged", staff.username,
+    await rt.journal.record(session_id, "evidence.acknowledged", staff.username,
                               {"reason": body.reason, "issues": sess.evidence_issues})
-    await Audit(db).append(now, staff.username, "session.evidence_acknowledged", session_id,
+    await rt.journal.audit(staff.username, "session.evidence_acknowledged", session_id,
                            {"reason": body.reason, "issues": sess.evidence_issues})
     return {"session_id": session_id, "evidence_acknowledged": ack}

@@ -8,9 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vbranch.clock import utc
 from vbranch.db.models import CustomerSession, Service, TimelineEvent
+from vbranch.domain.service_rules import QUEUE_SETTINGS, QueueDefaults, effective_settings
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 Proficiency = Annotated[int, Field(ge=1, le=5)]
+
+# per-service queue settings: a JSON number (not a string or a boolean), finite, in range
+AgingRate = Annotated[float, Field(ge=0, le=60, strict=True, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, le=3600, strict=True, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600, strict=True, allow_inf_nan=False)]
+OfferSeconds = Annotated[float, Field(gt=0, le=300, strict=True, allow_inf_nan=False)]
 
 
 class _In(BaseModel):
@@ -136,7 +143,17 @@ class ServiceIn(_In):
     business_hours: BusinessHours | None = None
     escalation: list[EscalationRing] = []
     retention_days: Annotated[int, Field(ge=1, le=36500)] = 3650
-    active: bool = True
+    active: bool = Field(True, description="false: no new sessions and no offers; customers already waiting keep "
+                                           "their place and are told the service is closed")
+    # queue settings (docs/routing.md); null or absent = the global default
+    aging_points_per_min: AgingRate | None = Field(
+        None, description="priority points gained per minute waited, 0-60 (0: no aging)")
+    offer_timeout_s: OfferSeconds | None = Field(None, description="an offer expires after this, > 0 to 300 s")
+    wrapup_s: Seconds | None = Field(None, description="wrap-up after a call, 0-3600 s (0: none)")
+    decline_cooldown_s: Seconds | None = Field(
+        None, description="a declined session is not offered to that agent again for this long, 0-3600 s")
+    service_level_threshold_s: PositiveSeconds | None = Field(
+        None, description="service level = share of answered sessions that waited at most this, > 0 to 3600 s")
 
 
 class ServiceOut(BaseModel):
@@ -157,6 +174,27 @@ class ServiceOut(BaseModel):
                    name_en=s.name_en, required_skills=s.required_skills, checklist=s.checklist,
                    business_hours=s.business_hours, escalation=s.escalation, retention_days=s.retention_days,
                    active=s.active)
+
+
+class ServiceAdminOut(ServiceOut):
+    """A service as administrators see it: with its queue settings (null = the global default) and the
+    values it runs with."""
+
+    require_complete_recordings: bool
+    aging_points_per_min: float | None
+    offer_timeout_s: float | None
+    wrapup_s: float | None
+    decline_cooldown_s: float | None
+    service_level_threshold_s: float | None
+    effective: dict[str, float] = Field(description="the queue settings in force: the service's own, else the "
+                                                    "global defaults")
+
+    @classmethod
+    def of_admin(cls, s: Service, defaults: QueueDefaults) -> "ServiceAdminOut":
+        base = ServiceOut.of(s).model_dump()
+        own = {name: getattr(s, name) for name in QUEUE_SETTINGS}
+        return cls(**base, **own, require_complete_recordings=s.require_complete_recordings,
+                   effective=effective_settings(s, defaults))
 
 
 class SkillIn(_In):

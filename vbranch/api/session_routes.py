@@ -10,7 +10,7 @@ from vbranch.api.schemas import ReferencePhotoIn, SessionCreateIn, SessionCreate
 from vbranch.auth import StaffClaims
 from vbranch.clock import utc
 from vbranch.db.models import CustomerSession
-from vbranch.db.repositories import Audit, Sessions, Timeline
+from vbranch.db.repositories import Sessions, Timeline
 from vbranch.domain.roles import Role
 from vbranch.sessions import SessionService
 
@@ -69,13 +69,13 @@ async def list_sessions(staff: StaffDep, db: DbDep, service: str | None = None, 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut)
 async def get_session(sess: VisibleSession, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> SessionOut:
-    await Audit(db).append(rt.clock.now(), staff.username, "session.view", sess.id)
+    await rt.journal.audit(staff.username, "session.view", sess.id)
     return SessionOut.of(sess)
 
 
 @router.get("/sessions/{session_id}/timeline", response_model=list[TimelineEventOut])
 async def get_timeline(sess: VisibleSession, staff: StaffDep, rt: RuntimeDep, db: DbDep) -> list[TimelineEventOut]:
-    await Audit(db).append(rt.clock.now(), staff.username, "timeline.view", sess.id)
+    await rt.journal.audit(staff.username, "timeline.view", sess.id)
     return [TimelineEventOut.of(e) for e in await Timeline(db).list(sess.id)]
 
 

@@ -55,7 +55,14 @@ class Service(SQLModel, table=True):
     # [{after_s, min_proficiency}] widening rings; empty = required_skills as they are
     escalation: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     retention_days: int = Field(default=3650, ge=1)
+    # False: no new sessions and no offers; sessions already waiting keep their place (docs/routing.md)
     active: bool = True
+    # queue settings (docs/routing.md); None = the global default (vbranch.domain.service_rules)
+    aging_points_per_min: float | None = None  # priority points gained per minute waited
+    offer_timeout_s: float | None = None  # an offer expires after this (default VBRANCH_OFFER_TIMEOUT_S)
+    wrapup_s: float | None = None  # wrap-up after a call (default VBRANCH_WRAPUP_S)
+    decline_cooldown_s: float | None = None  # a declined session is not re-offered to that agent meanwhile
+    service_level_threshold_s: float | None = None  # service level = share answered within this wait
     # session.end is refused while the recordings do not cover both parties (supervisors may override)
     require_complete_recordings: bool = False
 
@@ -168,6 +175,8 @@ class Review(SQLModel, table=True):
 
 class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
+    # one row per chain position: a second writer linking to the same head is refused (no fork)
+    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: float

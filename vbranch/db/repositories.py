@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -24,7 +22,6 @@ from vbranch.db.models import (
     StaffAccount,
     TimelineEvent,
 )
-from vbranch.domain.evidence import GENESIS, chain_hash
 
 
 class Accounts:
@@ -134,27 +131,6 @@ class Sessions:
         return list((await self.db.exec(q)).all()), int(total)
 
 
-# Appends to a hash chain must be serialised; the database's unique (session_id, seq)
-# constraint catches a race between processes, these locks avoid it within one.
-# They are per event loop: a lock held when its loop stopped (a server stopped mid-append)
-# must not block, or fail in, the next loop of the same process (tests, `vbranch` commands).
-class _ChainLocks:
-    def __init__(self) -> None:
-        self.timeline: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.audit = asyncio.Lock()
-
-
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ChainLocks] = weakref.WeakKeyDictionary()
-
-
-def _chain_locks() -> _ChainLocks:
-    loop = asyncio.get_running_loop()
-    locks = _locks.get(loop)
-    if locks is None:
-        locks = _locks[loop] = _ChainLocks()
-    return locks
-
-
 def timeline_record(ev: TimelineEvent) -> dict[str, Any]:
     """The fields a timeline link's hash covers."""
     return {"session_id": ev.session_id, "seq": ev.seq, "at": ev.at, "kind": ev.kind,
@@ -167,41 +143,27 @@ def audit_record(row: AuditLog) -> dict[str, Any]:
 
 
 class Timeline:
+    """Reads a session's timeline. Appends go through the evidence journal (vbranch.journal), its one writer."""
+
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
-
-    async def append(self, session_id: str, at: float, kind: str, actor: str,
-                     data: dict[str, Any] | None = None) -> TimelineEvent:
-        """Append and commit one event (its own transaction keeps the chain simple)."""
-        async with _chain_locks().timeline[session_id]:
-            last = (await self.db.exec(select(TimelineEvent).where(TimelineEvent.session_id == session_id)
-                                       .order_by(col(TimelineEvent.seq).desc()).limit(1))).first()
-            ev = TimelineEvent(session_id=session_id, seq=(last.seq + 1) if last else 1, at=at, kind=kind,
-                               actor=actor, data=data or {}, prev_hash=last.hash if last else GENESIS, hash="")
-            ev.hash = chain_hash(ev.prev_hash, timeline_record(ev))
-            self.db.add(ev)
-            await self.db.commit()
-            return ev
 
     async def list(self, session_id: str) -> list[TimelineEvent]:
         q = select(TimelineEvent).where(TimelineEvent.session_id == session_id).order_by(TimelineEvent.seq)
         return list((await self.db.exec(q)).all())
 
+    async def of_kind(self, session_id: str, kind: str) -> list[TimelineEvent]:
+        """One kind of event only (e.g. checklist marks), without reading the whole timeline."""
+        q = (select(TimelineEvent).where(TimelineEvent.session_id == session_id, TimelineEvent.kind == kind)
+             .order_by(TimelineEvent.seq))
+        return list((await self.db.exec(q)).all())
+
 
 class Audit:
+    """Reads the audit log. Appends go through the evidence journal (vbranch.journal), its one writer."""
+
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
-
-    async def append(self, at: float, actor: str, action: str, session_id: str | None = None,
-                     detail: dict[str, Any] | None = None) -> AuditLog:
-        async with _chain_locks().audit:
-            last = (await self.db.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
-            row = AuditLog(at=at, actor=actor, action=action, session_id=session_id, detail=detail or {},
-                           prev_hash=last.hash if last else GENESIS, hash="")
-            row.hash = chain_hash(row.prev_hash, audit_record(row))
-            self.db.add(row)
-            await self.db.commit()
-            return row
 
     async def list(self, session_id: str | None = None, limit: int = 200) -> list[AuditLog]:
         q = select(AuditLog).order_by(AuditLog.id)

@@ -31,13 +31,14 @@ def verify_chain(links: Iterable[tuple[Mapping[str, Any], str, str]]) -> list[in
     return broken
 
 
-MANIFEST_VERSION = 2  # 2: evidence_complete and recording_issues
+MANIFEST_VERSION = 2  # 2: evidence_complete, recording_issues, audit_head
 
 
 def build_manifest(*, session: Mapping[str, Any], recordings: list[Mapping[str, Any]],
                    timeline_head: Mapping[str, Any], face_checks: list[Mapping[str, Any]],
                    checklist: list[Mapping[str, Any]], consent: Mapping[str, Any], sealed_at: float,
-                   recording_issues: list[Mapping[str, Any]] | None = None) -> bytes:
+                   recording_issues: list[Mapping[str, Any]] | None = None,
+                   audit_head: Mapping[str, Any] | None = None) -> bytes:
     """The canonical bytes of a session's evidence manifest (what gets signed).
 
     ``evidence_complete`` is false when ``recording_issues`` (vbranch.domain.media_coverage)
@@ -49,6 +50,7 @@ def build_manifest(*, session: Mapping[str, Any], recordings: list[Mapping[str, 
         "session": dict(session),
         "recordings": sorted((dict(r) for r in recordings), key=lambda r: r["party"]),
         "timeline_head": dict(timeline_head),
+        "audit_head": dict(audit_head or {}),  # pins the audit log: later deletions of its rows show
         "face_checks": [dict(f) for f in face_checks],
         "checklist": [dict(c) for c in checklist],
         "consent": dict(consent),

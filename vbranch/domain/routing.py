@@ -14,7 +14,10 @@ Agents
     available, offered, busy, wrap_up, not_responding, away (offline = not
     logged in, unknown to the engine). Capacity is one call. *Staffed* for a
     service = state not away/offline (not_responding counts) and the skills to
-    serve at least one of the service's rings.
+    serve at least one of the service's rings. ``update_agent_skills`` changes a
+    logged-in agent's skills at once: they decide every offer made from then
+    on; the agent's state, idle time, an offer under way and a call in
+    progress are kept as they are.
 
 Eligibility and escalation rings
     A service's *effective rings* are ``[(0, required_skills)]`` when its
@@ -39,8 +42,24 @@ Order (dispatch order)
     (an agent with skills for several) effective priorities at ``now`` are
     compared.
 
+Services
+    ``add_service`` adds a service or replaces its rules at once (no restart):
+    waiting sessions keep their enqueue times and places (re-ordered if the
+    aging changed), rings are re-derived from the new escalation, and offers
+    follow immediately if the new rules make an agent eligible. Values already
+    running keep theirs: an offer made keeps its expiry, a wrap-up its end, a
+    decline its cooldown end; the new ``offer_timeout_s``, ``wrapup_s`` and
+    ``decline_cooldown_s`` apply to the next offer, wrap-up and decline.
+    An *inactive* service (``active`` false) gets no offers: its waiting
+    sessions keep their places (new ones may still join, e.g. a customer who
+    connects after the switch-off), count as waiting, and are reported with
+    no estimated wait and ``open`` false in ``service_status``; an offer
+    already made may still be accepted, and calls go on. Reactivating it makes
+    the offers in the usual order.
+
 Dispatch
-    After every operation no available agent is eligible for a queued session.
+    After every operation no available agent is eligible for a queued session
+    of an active service.
     When several become free at once, sessions are served in dispatch order,
     each by the longest-idle eligible available agent (idle since it became
     available: login/away/not_responding -> available, end of wrap-up, or
@@ -69,8 +88,10 @@ Positions and estimated wait
     ``ceil(aht * position / staffed / g) * g`` seconds with ``aht`` the mean of
     the service's last ``handle_time_samples`` handle times (default
     ``default_handle_time_s`` = 180 s), ``staffed`` the staffed agents and ``g``
-    the engine's ``eta_granularity_s``; None when no agent is staffed.
-    ``changed_positions()`` returns what changed since last reported;
+    the engine's ``eta_granularity_s``; None when no agent is staffed or the
+    service is inactive. ``changed_positions()`` returns what changed since
+    last reported, and every waiting session of a service whose ``active``
+    flag or business hours were just changed by ``add_service``;
     ``due_position_updates(10)`` what was last reported 10 s ago or more.
 
 Stats
@@ -169,16 +190,23 @@ class RoutingEngine(RoutingQueries):
 
     # ------------------------------------------------------------------ services
     def add_service(self, rules: ServiceRules | Mapping[str, Any]) -> list[Event]:
-        """Add or replace a service's rules; waiting sessions keep their enqueue times."""
+        """Add or replace a service's rules, at once; waiting sessions keep their enqueue times.
+
+        Replacing rules by equal ones changes nothing. See "Services" in the module docstring."""
         if not isinstance(rules, ServiceRules):
             rules = ServiceRules.from_dict(rules)
+        old = self._services.get(rules.code)
+        if old is not None and old.rules == rules:
+            return []
         now = self._clock.now()
         self._advance(now)
         events: list[Event] = []
         svc = Service(rules)
-        old = self._services.get(rules.code)
         self._services[rules.code] = svc
         if old is not None:
+            if (old.rules.active, old.rules.business_hours) != (rules.active, rules.business_hours):
+                for entry in old.queue:  # their customers are told the new status at once
+                    self._last_report.pop(entry[3], None)
             for name in ("answered", "abandoned", "answered_total", "abandoned_total"):
                 setattr(svc, name, getattr(old, name))
             svc.handle_times.extend(old.handle_times)
@@ -236,7 +264,7 @@ class RoutingEngine(RoutingQueries):
         for pool in self._pools.values():
             if all(skills.get(k, 0) >= m for k, m in pool.req):
                 a.quals.append((pool, -sum(skills.get(k, 0) for k, _ in pool.req)))
-                a.buckets.extend((svc, svc.buckets[i]) for svc, i in pool.buckets)
+                a.buckets.extend((svc, svc.buckets[i]) for svc, i in pool.buckets if svc.rules.active)
                 ok.add(id(pool))
         a.services = [svc for svc in self._services.values() if any(id(p) in ok for p in svc.pools)]
 
@@ -256,14 +284,35 @@ class RoutingEngine(RoutingQueries):
             self._qualify(a)
             self._change(a, A.AVAILABLE if status == "available" else A.AWAY, now, events)
         else:
-            state, since = a.state, a.since
-            self._change(a, A.OFFLINE, now, [])  # take out of counts and pools, silently
-            a.skills = skills
-            self._qualify(a)
-            self._change(a, state, now, [], a.until)
-            a.since = since
+            self._set_skills(a, skills, now)
         self._dispatch(now, events)
         return events
+
+    def update_agent_skills(self, agent_id: str, skills: Mapping[str, int]) -> list[Event]:
+        """A logged-in agent's skills changed (e.g. by an administrator): they apply at once.
+
+        The new skills decide every offer from now on (an available agent may get one
+        right away); the agent's state, idle time, an offer under way (with its expiry)
+        and a call in progress are kept. Same skills: nothing happens."""
+        skills = check_skills(skills)
+        a = self._agent(agent_id)
+        if skills == a.skills:
+            return []
+        now = self._clock.now()
+        self._advance(now)
+        events: list[Event] = []
+        self._set_skills(a, skills, now)
+        self._dispatch(now, events)
+        return events
+
+    def _set_skills(self, a: Agent, skills: dict[str, int], now: float) -> None:
+        """New skills, same state (since, until, idle time): no events, counts and pools follow."""
+        state, since, until = a.state, a.since, a.until
+        self._change(a, A.OFFLINE, now, [])  # take out of counts and pools, silently
+        a.skills = skills
+        self._qualify(a)
+        self._change(a, state, now, [], until)
+        a.since = since
 
     def agent_logout(self, agent_id: str) -> list[Event]:
         a = self._agent(agent_id)
@@ -685,7 +734,8 @@ class RoutingEngine(RoutingQueries):
         heap: list[tuple[tuple[float, float, float, int], Session]] = []
         seen: set[int] = set()
         for s in self._dirty_s:
-            if s.state is QUEUED and s.seq not in seen and self._sessions.get(s.sid) is s:
+            if (s.state is QUEUED and s.seq not in seen and s.svc.rules.active
+                    and self._sessions.get(s.sid) is s):
                 seen.add(s.seq)
                 heap.append((self._gkey(s, now), s))
         self._dirty_s = []

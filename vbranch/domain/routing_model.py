@@ -170,10 +170,14 @@ class ServiceRules:
     default_handle_time_s: float = 180.0
     handle_time_samples: int = 20
     business_hours: BusinessHours | None = None
+    #: False: the service is switched off; its waiting sessions keep their place but get no offers
+    active: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str) or not self.code:
             raise RoutingError("invalid_rules", "a service needs a code")
+        if not isinstance(self.active, bool):
+            raise RoutingError("invalid_rules", "active must be true or false")
         skills = {}
         for skill, level in dict(self.required_skills).items():
             skills[str(skill)] = _check_level(level, f"required proficiency of {skill!r}")
@@ -196,8 +200,8 @@ class ServiceRules:
         for name in ("aging_points_per_min", "offer_timeout_s", "wrapup_s", "decline_cooldown_s",
                      "service_level_threshold_s", "default_handle_time_s"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise RoutingError("invalid_rules", f"{name} must be a number >= 0")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise RoutingError("invalid_rules", f"{name} must be a finite number >= 0")
             object.__setattr__(self, name, float(value))
         if self.offer_timeout_s <= 0:
             raise RoutingError("invalid_rules", "offer_timeout_s must be > 0")
@@ -299,10 +303,11 @@ class PositionUpdate:
 @dataclass(frozen=True, slots=True)
 class ServiceStatus:
     service: str
-    open: bool
+    open: bool  # active and within business hours
     agents_staffed: int
     agents_available: int
-    opens_at: float | None  # now if open, the next opening if closed, None if never
+    opens_at: float | None  # now if open, the next opening if closed, None if never (or inactive)
+    active: bool = True  # False: switched off by an administrator (no offers are made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +350,8 @@ class ServiceStats:
     avg_handle_time_s: float
     answered_total: int
     abandoned_total: int
+    active: bool = True
+    service_level_threshold_s: float = 20.0  # the threshold service_level was computed with
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ class RoutingQueries:
             return None
         svc = s.svc
         pos = bisect_left(svc.queue, s.entry) + 1
-        return PositionUpdate(s.sid, svc.code, pos, self._eta(pos, svc.aht(), svc.staffed))
+        return PositionUpdate(s.sid, svc.code, pos, self._eta(pos, svc.aht(), _serving(svc)))
 
     def _reported(self, sid: str, val: tuple[int, int | None], now: float) -> None:
         self._last_report[sid] = val
@@ -108,7 +108,7 @@ class RoutingQueries:
                 continue
             svc.pos_dirty = None
             q = svc.queue
-            aht, staffed, code = svc.aht(), svc.staffed, svc.code
+            aht, staffed, code = svc.aht(), _serving(svc), svc.code
             for idx in range(start, len(q)):
                 sid = q[idx][3]
                 val = (idx + 1, self._eta(idx + 1, aht, staffed))
@@ -135,12 +135,14 @@ class RoutingQueries:
         return out
 
     def service_status(self, service: str, now: float | None = None) -> ServiceStatus:
-        """Open or closed (business hours) and how many agents are staffed / available for it."""
+        """Open or closed (inactive, or outside business hours) and how many agents are staffed /
+        available for it. An inactive service is closed with ``opens_at`` None."""
         svc = self._service(service)
         now = self._clock.now() if now is None else now
         hours = svc.rules.business_hours
-        opens_at = now if hours is None else hours.next_open(now)
-        return ServiceStatus(svc.code, opens_at == now, svc.staffed, svc.available, opens_at)
+        active = svc.rules.active
+        opens_at = None if not active else now if hours is None else hours.next_open(now)
+        return ServiceStatus(svc.code, active and opens_at == now, svc.staffed, svc.available, opens_at, active)
 
     def _prune(self, svc: Service, now: float) -> None:
         start = now - self.stats_window_s
@@ -162,7 +164,7 @@ class RoutingQueries:
             hours = svc.rules.business_hours
             out[svc.code] = ServiceStats(
                 service=svc.code,
-                open=hours is None or hours.is_open(now),
+                open=svc.rules.active and (hours is None or hours.is_open(now)),
                 waiting=len(svc.queue),
                 offered=svc.offered,
                 longest_wait_s=max(0.0, now - svc.by_age[0][0]) if svc.by_age else 0.0,
@@ -175,6 +177,8 @@ class RoutingQueries:
                 avg_handle_time_s=svc.aht(),
                 answered_total=svc.answered_total,
                 abandoned_total=svc.abandoned_total,
+                active=svc.rules.active,
+                service_level_threshold_s=thr,
             )
             total_w += len(svc.queue)
             total_ans += ans
@@ -182,3 +186,8 @@ class RoutingQueries:
         by_state = {str(s): n for s, n in self._counts.items()}
         return RoutingStats(now, self.stats_window_s, out, by_state, total_w, total_ans, total_ab,
                             total_ab / (total_ans + total_ab) if total_ans + total_ab else None)
+
+
+def _serving(svc: Service) -> int:
+    """The staffing the estimated wait counts on: none while the service is inactive."""
+    return svc.staffed if svc.rules.active else 0

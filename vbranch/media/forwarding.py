@@ -148,6 +148,7 @@ class MediaSource:
         self.bytes = 0
         self.plis_sent = 0
         self.last_arrival: float | None = None  # time.monotonic() of the newest frame
+        self.last_keyframe: float | None = None  # ... and of the newest key frame
         self._subscribers: list[FrameSink] = []
         self._receiver: RTCRtpReceiver | None = None
         self._last_pli = -1e9
@@ -205,9 +206,10 @@ class MediaSource:
         self.codec = codec
         self.frames += 1
         self.bytes += len(data)
+        self.last_arrival = time.monotonic()
         if keyframe and self.kind == "video":
             self.keyframes += 1
-        self.last_arrival = time.monotonic()
+            self.last_keyframe = self.last_arrival
         frame = EncodedFrame(
             kind=self.kind,
             codec=codec,

@@ -166,6 +166,7 @@ class MediaHub:
         pair_wait_s: float = 0.0,
         connect_timeout_s: float = 15.0,
         stall_after_s: float = 4.0,
+        keyframe_interval_s: float | None = 10.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -181,6 +182,8 @@ class MediaHub:
         self.pair_wait_s = pair_wait_s
         self.connect_timeout_s = connect_timeout_s
         self.stall_after_s = stall_after_s
+        # recordings get a key frame at least this often, so a reviewer's seek decodes little
+        self.keyframe_interval_s = keyframe_interval_s
         self._ice_servers = [_ice_server(s) for s in (ice_servers or [])]
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -780,6 +783,10 @@ class MediaHub:
                                          silent_s=round(silent if silent is not None else now - (health.since or now), 1))
                 elif health.state == "stalled" and silent is not None and silent <= self.stall_after_s:
                     self._set_health(session, p, "connected", at=now - silent)
+            video = p.sources["video"]
+            if (self.keyframe_interval_s and p.connected and p.recorder is not None and "video" in p.sends
+                    and video.last_keyframe is not None and mono - video.last_keyframe > self.keyframe_interval_s):
+                video.request_keyframe("recorder", "periodic")
             if health.state in ("waiting", "connecting") and not health.not_connected_flagged:
                 if health.state == "waiting":
                     since, reason = (session.started_at or session.opened_at), "no_offer"

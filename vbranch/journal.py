@@ -1,0 +1,296 @@
+"""The evidence journal: the one writer of timeline and audit rows.
+
+Every timeline event and audit row goes through :class:`EvidenceJournal`:
+
+- **Chained in memory, in call order.** Each chain's head (a session's
+  timeline, the audit log) is kept in memory, so an append computes its link
+  at once without reading the database; appends are ordered as they are made.
+- **Group commit.** A writer task commits everything appended meanwhile in one
+  transaction; a caller's ``await`` returns once its row is durable, so what
+  the branch acknowledges is in the journal before anyone is told, and many
+  concurrent appends cost one commit.
+- **State change and event together.** ``record(..., change=...)`` runs the
+  change (e.g. a session's new state) in the same transaction as the event.
+- **No forks.** The database refuses a second row on a chain position
+  (timeline: unique ``(session_id, seq)``; audit: unique ``prev_hash``). If
+  another writer (another process) took the position, the batch is rolled
+  back, the heads reloaded, the links recomputed and the batch retried; after
+  ``MAX_ATTEMPTS`` the callers get the error. Nothing is dropped silently.
+- ``flush()`` waits for everything appended so far (before a manifest is
+  sealed, and at shutdown by ``close()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from vbranch.clock import Clock
+from vbranch.db.database import Database
+from vbranch.db.models import AuditLog, TimelineEvent
+from vbranch.db.repositories import audit_record, timeline_record
+from vbranch.domain.evidence import GENESIS, chain_hash
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+MAX_ATTEMPTS = 5
+
+Change = Callable[[AsyncSession], Awaitable[None]]
+
+
+class JournalError(Exception):
+    """An append could not be made durable (after retries)."""
+
+
+@dataclass(eq=False)
+class _Entry:
+    row: TimelineEvent | AuditLog
+    change: Change | None
+    done: asyncio.Future[Any]
+    attempts: int = 0
+
+
+@dataclass
+class _Head:
+    seq: int  # timeline: last seq; audit: unused (0)
+    hash: str
+
+
+def _plain(data: dict[str, Any] | None) -> dict[str, Any]:
+    """What the database gives back for a JSON column: hash that, not the caller's objects."""
+    return json.loads(json.dumps(data or {}, ensure_ascii=False))
+
+
+@dataclass
+class JournalStats:
+    commits: int = 0
+    rows: int = 0
+    retries: int = 0
+    batches: list[int] = field(default_factory=list)
+
+
+class EvidenceJournal:
+    def __init__(self, db: Database, clock: Clock, *, on_commit: Callable[[int], None] | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.stats = JournalStats()
+        self._on_commit = on_commit
+        self._heads: dict[str, _Head] = {}  # session id -> its timeline head
+        self._loading: dict[str, asyncio.Lock] = {}
+        self._audit: _Head | None = None
+        self._audit_loading: asyncio.Lock | None = None
+        self._queue: list[_Entry] = []
+        self._appending: set[asyncio.Task[Any]] = set()  # appends under way (for flush)
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ---------------------------------------------------------------- appends
+    async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None, *,
+                     at: float | None = None, change: Change | None = None) -> TimelineEvent:
+        """Append one event to a session's timeline; returns once it is committed."""
+        return await self._tracked(self._record(session_id, kind, actor, data, at, change))
+
+    async def audit(self, actor: str, action: str, session_id: str | None = None,
+                    detail: dict[str, Any] | None = None, *, at: float | None = None) -> AuditLog:
+        """Append one row to the audit log; returns once it is committed."""
+        return await self._tracked(self._audit_append(actor, action, session_id, detail, at))
+
+    async def _tracked(self, coro: Any) -> Any:
+        if self._closed:
+            coro.close()
+            raise JournalError("the journal is closed")
+        task = asyncio.ensure_future(coro)
+        self._appending.add(task)
+        task.add_done_callback(self._appending.discard)
+        return await asyncio.shield(task)  # a cancelled caller does not cancel the append
+
+    async def _record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None,
+                      at: float | None, change: Change | None) -> TimelineEvent:
+        head = await self._timeline_head(session_id)
+        ev = TimelineEvent(session_id=session_id, seq=head.seq + 1, at=self.clock.now() if at is None else at,
+                           kind=kind, actor=actor, data=_plain(data), prev_hash=head.hash, hash="")
+        ev.hash = chain_hash(ev.prev_hash, timeline_record(ev))
+        self._heads[session_id] = _Head(ev.seq, ev.hash)
+        return await self._submit(ev, change)  # type: ignore[return-value]
+
+    async def _audit_append(self, actor: str, action: str, session_id: str | None, detail: dict[str, Any] | None,
+                            at: float | None) -> AuditLog:
+        head = await self._audit_head()
+        row = AuditLog(at=self.clock.now() if at is None else at, actor=actor, action=action, session_id=session_id,
+                       detail=_plain(detail), prev_hash=head.hash, hash="")
+        row.hash = chain_hash(row.prev_hash, audit_record(row))
+        self._audit = _Head(0, row.hash)
+        return await self._submit(row, None)  # type: ignore[return-value]
+
+    def start_chain(self, session_id: str) -> None:
+        """A new session: its timeline starts at the genesis link (no need to read the database)."""
+        self._heads.setdefault(session_id, _Head(0, GENESIS))
+
+    async def audit_head(self) -> dict[str, Any]:
+        """The audit chain's head as committed: {id, hash} (after a flush), or None for an empty log."""
+        await self.flush()
+        async with self.db.session() as s:
+            last = (await s.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
+        return {"id": last.id, "hash": last.hash} if last else {"id": 0, "hash": GENESIS}
+
+    async def flush(self) -> None:
+        """Wait until everything appended so far is committed (or has failed)."""
+        current = asyncio.current_task()
+        pending = [t for t in self._appending if t is not current]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.flush()
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+
+    async def forget(self, session_id: str) -> None:
+        """Drop a finished session's head from memory (reloaded from the database if it gets another event)."""
+        await self.flush()
+        self._heads.pop(session_id, None)
+        self._loading.pop(session_id, None)
+
+    # ---------------------------------------------------------------- heads
+    async def _timeline_head(self, session_id: str) -> _Head:
+        head = self._heads.get(session_id)
+        if head is not None:
+            return head
+        lock = self._loading.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            head = self._heads.get(session_id)
+            if head is None:
+                head = self._heads.get(session_id) or await self._load_timeline_head(session_id)
+                self._heads[session_id] = head
+        return head
+
+    async def _load_timeline_head(self, session_id: str) -> _Head:
+        async with self.db.session() as s:
+            last = (await s.exec(select(TimelineEvent).where(TimelineEvent.session_id == session_id)
+                                 .order_by(col(TimelineEvent.seq).desc()).limit(1))).first()
+        return _Head(last.seq, last.hash) if last else _Head(0, GENESIS)
+
+    async def _audit_head(self) -> _Head:
+        if self._audit is not None:
+            return self._audit
+        if self._audit_loading is None:
+            self._audit_loading = asyncio.Lock()
+        async with self._audit_loading:
+            if self._audit is None:
+                self._audit = await self._load_audit_head()
+        return self._audit
+
+    async def _load_audit_head(self) -> _Head:
+        async with self.db.session() as s:
+            last = (await s.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
+        return _Head(0, last.hash if last else GENESIS)
+
+    # ---------------------------------------------------------------- writer
+    async def _submit(self, row: TimelineEvent | AuditLog, change: Change | None) -> TimelineEvent | AuditLog:
+        entry = _Entry(row, change, asyncio.get_running_loop().create_future())
+        self._queue.append(entry)
+        self._ensure_writer()
+        assert self._wake is not None
+        self._wake.set()
+        await entry.done
+        return entry.row
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._wake = asyncio.Event()
+            self._writer = asyncio.create_task(self._write_loop(), name="evidence-journal")
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Entry]) -> None:
+        while batch:
+            try:
+                async with self.db.session() as s:
+                    for entry in batch:
+                        if entry.change is not None:
+                            await entry.change(s)
+                        s.add(entry.row)
+                    await s.commit()
+            except (IntegrityError, OperationalError) as exc:
+                # another writer took a chain position (or the database was busy): re-chain and retry
+                self.stats.retries += 1
+                for entry in batch:
+                    entry.attempts += 1
+                failed = [e for e in batch if e.attempts >= MAX_ATTEMPTS]
+                for entry in failed:
+                    if not entry.done.done():
+                        entry.done.set_exception(JournalError(f"could not append to the journal: {exc}"))
+                batch = [e for e in batch if e.attempts < MAX_ATTEMPTS]
+                log.warning("journal batch of %d retried: %s", len(batch), type(exc).__name__)
+                for entry in batch:  # fresh rows: the failed transaction may have left ids on them
+                    entry.row = _fresh(entry.row)
+                await self._rechain(batch)
+                await asyncio.sleep(0.01 * min(entry.attempts for entry in batch) if batch else 0)
+                continue
+            except Exception as exc:  # a broken change or row: its callers hear of it
+                log.exception("journal batch failed")
+                for entry in batch:
+                    if not entry.done.done():
+                        entry.done.set_exception(JournalError(f"could not append to the journal: {exc}"))
+                # what is queued behind the failed rows is relinked to what was committed
+                await self._rechain([], also={e.row.session_id for e in batch if isinstance(e.row, TimelineEvent)})
+                return
+            self.stats.commits += 1
+            self.stats.rows += len(batch)
+            if self._on_commit is not None:
+                self._on_commit(len(batch))
+            for entry in batch:
+                if not entry.done.done():
+                    entry.done.set_result(None)
+            return
+
+    async def _rechain(self, batch: list[_Entry], also: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Reload the heads from the database and recompute the links of ``batch`` and of what is queued.
+
+        ``also``: sessions whose heads are in doubt even with nothing queued for them.
+        The reads come first; the relinking is then done without awaiting, so appends made
+        meanwhile (they are in the queue by then) are relinked too.
+        """
+        sessions = {e.row.session_id for e in batch + self._queue if isinstance(e.row, TimelineEvent)} | set(also)
+        loaded = {sid: await self._load_timeline_head(sid) for sid in sessions}
+        audit = await self._load_audit_head()
+        for entry in batch + self._queue:
+            row = entry.row
+            if isinstance(row, TimelineEvent):
+                if row.session_id not in sessions:
+                    continue  # appended meanwhile to a chain that was not in doubt
+                head = loaded[row.session_id]
+                row.seq, row.prev_hash = head.seq + 1, head.hash
+                row.hash = chain_hash(row.prev_hash, timeline_record(row))
+                loaded[row.session_id] = _Head(row.seq, row.hash)
+            else:
+                row.prev_hash = audit.hash
+                row.hash = chain_hash(row.prev_hash, audit_record(row))
+                audit = _Head(0, row.hash)
+        for sid in sessions:
+            self._heads[sid] = loaded[sid]
+        self._audit = audit
+
+
+def _fresh(row: TimelineEvent | AuditLog) -> TimelineEvent | AuditLog:
+    return type(row)(**row.model_dump(exclude={"id"}))
