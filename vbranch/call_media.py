@@ -20,7 +20,10 @@ from recordings.storage import LocalDirStorage
 from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
 from signaling.protocol import ProtocolError, server_message
-from vbranch.db.models import FaceCheck, Recording
+from sqlalchemy import update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from vbranch.db.models import CustomerSession, FaceCheck, Recording
 from vbranch.domain.media_coverage import CoverageRules, PartyMedia, RecordingSpan, coverage_issues
 from vbranch.db.repositories import Sessions
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
@@ -47,6 +50,7 @@ class CallMedia:
         self.rules = CoverageRules(max_gap_s=settings.evidence_max_gap_s,
                                    start_grace_s=settings.evidence_start_grace_s)
         self._agents: dict[str, str] = {}  # session id -> the agent's party, while the call runs
+        self._started: dict[str, float] = {}  # session id -> when its call connected
         self._journaling: dict[str, set[asyncio.Task]] = {}  # media events on their way to the journal
         self._checks: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -62,6 +66,7 @@ class CallMedia:
     def call_started(self, session_id: str, agent_id: int, started_at: float) -> None:
         """A call has connected: its media is watched from now (a party that never connects is flagged)."""
         self._agents[session_id] = staff_party(agent_id)
+        self._started[session_id] = started_at
         self.hub.open_session(session_id, started_at=started_at)
 
     async def offer(self, session_id: str, party: str, sdp: str, ref: Any) -> list[dict[str, Any]]:
@@ -151,33 +156,36 @@ class CallMedia:
         stats = self.hub.stats(session_id) if live else {}
         results = await self.hub.end_session(session_id) if live else []
         await self._journaled(session_id)
-        rows = []
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(session_id)
-            for r in results:
-                row = Recording(session_id=session_id, party=r.party, storage_key=r.storage_key,
-                                container=r.container, video_codec=r.video_codec, audio_codec=r.audio_codec,
-                                started_at=r.started_at, duration_s=r.duration_s, size_bytes=r.size_bytes,
-                                sha256=r.sha256, finalised_at=r.finalised_at or self.rt.clock.now())
-                db.add(row)
-                rows.append(row)
-            issues: list[dict[str, Any]] = []
-            if sess is not None and sess.connected_at is not None:
-                spans = {r.party: RecordingSpan(r.started_at, r.duration_s, has_video=bool(r.video_codec))
-                         for r in results if r.duration_s > 0}
-                issues = self._issues(sess.connected_at, ended_at, health, spans)
-                sess.evidence_issues = issues
-                db.add(sess)
-            await db.commit()
+        started_at = self._started.pop(session_id, None)
+        if started_at is None:  # not started by this process (e.g. before a restart): ask the database
+            async with self.rt.db.session() as db:
+                sess = await Sessions(db).get(session_id)
+            started_at = sess.connected_at if sess is not None else None
+        rows = [Recording(session_id=session_id, party=r.party, storage_key=r.storage_key, container=r.container,
+                          video_codec=r.video_codec, audio_codec=r.audio_codec, started_at=r.started_at,
+                          duration_s=r.duration_s, size_bytes=r.size_bytes, sha256=r.sha256,
+                          finalised_at=r.finalised_at or self.rt.clock.now()) for r in results]
+        if rows:
+            async with self.rt.db.session() as db:
+                db.add_all(rows)
+                await db.commit()
         for row in rows:
             received = (stats.get(row.party) or {}).get("received", {}).get("video", {})
             await self.sessions.record(session_id, "recording.finalised", "media", {
                 "party": row.party, "sha256": row.sha256, "duration_s": row.duration_s,
                 "size_bytes": row.size_bytes, "video_codec": row.video_codec, "audio_codec": row.audio_codec,
                 "keyframe_requests": received.get("plis_sent", 0)})
-        if sess is not None and sess.connected_at is not None:
-            await self.sessions.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
-                                       "system", {"issues": issues})
+        if started_at is not None:
+            spans = {r.party: RecordingSpan(r.started_at, r.duration_s, has_video=bool(r.video_codec))
+                     for r in results if r.duration_s > 0}
+            issues = self._issues(started_at, ended_at, health, spans)
+
+            async def flag(db: AsyncSession) -> None:  # the session's flag and its event commit together
+                await db.exec(update(CustomerSession).where(CustomerSession.id == session_id)
+                              .values(evidence_issues=issues))
+
+            await self.rt.journal.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
+                                         "system", {"issues": issues}, change=flag)
         for row in rows:  # the browser's MP4 copy of an H.264 recording, made now rather than at first replay
             if needs_copy(row.container, row.video_codec):
                 self._spawn(asyncio.get_running_loop().run_in_executor(None, ensure_playable, self.storage,

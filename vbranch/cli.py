@@ -58,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=settings.heartbeat_interval_s,
+                            ws_per_message_deflate=False,  # small JSON: compressing costs more CPU than it saves
                             ws_ping_timeout=settings.heartbeat_interval_s, lifespan="on")
     BannerServer(config).run()
     return 0

@@ -61,6 +61,10 @@ class Coordinator:
         await self.registry.close()
 
     # -- entry points from REST -----------------------------------------
+    async def settled(self, session_id: str) -> None:
+        """Wait for a session's end-of-call work (recordings stored, evidence sealed, completion)."""
+        await self.desk.settled(session_id)
+
     async def queue_stats(self) -> dict[str, Any]:
         return await self.desk.stats()
 
@@ -341,12 +345,12 @@ class Coordinator:
         await self.bus.publish(customer_party(sess.id), server_message("session.ended", reason=reason))
         await self.bus.publish(staff_party(agent_id), server_message("session.ended", session_id=sess.id,
                                                                      reason=reason))
-        # recordings and the seal first, then (after the wrap-up) the session's completion
-        over = self.desk.follow_up(sess.id, self._call_over(sess.id))
+        # recordings and the seal, then (after the wrap-up) the session's completion, as the session's
+        # follow-ups: the agent's ack does not wait for them (settled() does)
+        self.desk.follow_up(sess.id, self._call_over(sess.id))
         view = self.desk.engine.agent(agent_id)
         if view is not None and view.state == AgentState.BUSY:
             await self.desk.run(lambda: self.desk.engine.end_call(agent_id, sess.id))
-        await over
 
     # -- media and face check ------------------------------------------------
     async def _media_party(self, conn: Connection, msg: Any) -> tuple[str, str]:

@@ -25,9 +25,10 @@ from vbranch.signing import SigningKey
 async def seal_session(rt: Runtime, key: SigningKey, session_id: str) -> Manifest:
     """Build and sign the manifest of a call that has ended (recordings finalised).
 
-    The journal is flushed first, so the timeline head and the audit head the manifest pins
-    include everything the branch has acknowledged.
+    The session's events and the audit rows appended so far are committed first, so the timeline
+    head and the audit head the manifest pins include everything the branch has acknowledged.
     """
+    await rt.journal.settled(session_id)
     audit_head = await rt.journal.audit_head()
     async with rt.db.session() as db:
         repo = Sessions(db)

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -90,6 +91,8 @@ class EvidenceJournal:
         self._audit_loading: asyncio.Lock | None = None
         self._queue: list[_Entry] = []
         self._appending: set[asyncio.Task[Any]] = set()  # appends under way (for flush)
+        self._last_of: dict[str, asyncio.Task[Any]] = {}  # a session's newest append (for forget)
+        self._last_audit: asyncio.Task[Any] | None = None  # the audit log's newest append (for audit_head)
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -98,20 +101,26 @@ class EvidenceJournal:
     async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None, *,
                      at: float | None = None, change: Change | None = None) -> TimelineEvent:
         """Append one event to a session's timeline; returns once it is committed."""
-        return await self._tracked(self._record(session_id, kind, actor, data, at, change))
+        return await self._tracked(self._record(session_id, kind, actor, data, at, change), session_id)
 
     async def audit(self, actor: str, action: str, session_id: str | None = None,
                     detail: dict[str, Any] | None = None, *, at: float | None = None) -> AuditLog:
         """Append one row to the audit log; returns once it is committed."""
-        return await self._tracked(self._audit_append(actor, action, session_id, detail, at))
+        return await self._tracked(self._audit_append(actor, action, session_id, detail, at), None)
 
-    async def _tracked(self, coro: Any) -> Any:
+    async def _tracked(self, coro: Any, session_id: str | None) -> Any:
         if self._closed:
             coro.close()
             raise JournalError("the journal is closed")
         task = asyncio.ensure_future(coro)
         self._appending.add(task)
         task.add_done_callback(self._appending.discard)
+        if session_id is None:
+            self._last_audit = task
+        else:
+            self._last_of[session_id] = task
+            task.add_done_callback(lambda t: self._last_of.pop(session_id, None)
+                                   if self._last_of.get(session_id) is t else None)
         return await asyncio.shield(task)  # a cancelled caller does not cancel the append
 
     async def _record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None,
@@ -137,11 +146,22 @@ class EvidenceJournal:
         self._heads.setdefault(session_id, _Head(0, GENESIS))
 
     async def audit_head(self) -> dict[str, Any]:
-        """The audit chain's head as committed: {id, hash} (after a flush), or None for an empty log."""
-        await self.flush()
-        async with self.db.session() as s:
-            last = (await s.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
-        return {"id": last.id, "hash": last.hash} if last else {"id": 0, "hash": GENESIS}
+        """The audit chain's head once the audit rows appended so far are committed: {id, hash}."""
+        last = self._last_audit
+        if last is not None:
+            await asyncio.gather(asyncio.shield(last), return_exceptions=True)
+            if not last.cancelled() and last.exception() is None:
+                row = last.result()
+                return {"id": row.id, "hash": row.hash}
+        async with self.db.session() as s:  # nothing appended by this process yet, or it failed
+            row = (await s.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
+        return {"id": row.id, "hash": row.hash} if row else {"id": 0, "hash": GENESIS}
+
+    async def settled(self, session_id: str) -> None:
+        """Wait until the session's events appended so far are committed."""
+        last = self._last_of.get(session_id)
+        if last is not None:
+            await asyncio.gather(asyncio.shield(last), return_exceptions=True)
 
     async def flush(self) -> None:
         """Wait until everything appended so far is committed (or has failed)."""
@@ -160,7 +180,7 @@ class EvidenceJournal:
 
     async def forget(self, session_id: str) -> None:
         """Drop a finished session's head from memory (reloaded from the database if it gets another event)."""
-        await self.flush()
+        await self.settled(session_id)
         self._heads.pop(session_id, None)
         self._loading.pop(session_id, None)
 
@@ -226,10 +246,11 @@ class EvidenceJournal:
         while batch:
             try:
                 async with self.db.session() as s:
-                    for entry in batch:
+                    for entry in batch:  # state changes first (a new session's row before its events)
                         if entry.change is not None:
                             await entry.change(s)
-                        s.add(entry.row)
+                    await s.flush()
+                    await self._insert_rows(s, batch)
                     await s.commit()
             except (IntegrityError, OperationalError) as exc:
                 # another writer took a chain position (or the database was busy): re-chain and retry
@@ -263,6 +284,19 @@ class EvidenceJournal:
                 if not entry.done.done():
                     entry.done.set_result(None)
             return
+
+    @staticmethod
+    async def _insert_rows(s: AsyncSession, batch: list[_Entry]) -> None:
+        """The batch's rows in two statements (Core executemany: no ORM unit of work per row)."""
+        events = [e.row for e in batch if isinstance(e.row, TimelineEvent)]
+        audits = [e.row for e in batch if isinstance(e.row, AuditLog)]
+        if events:
+            await s.exec(insert(TimelineEvent), params=[ev.model_dump(exclude={"id"}) for ev in events])
+        if audits:
+            result = await s.exec(insert(AuditLog).returning(AuditLog.id, sort_by_parameter_order=True),
+                                  params=[row.model_dump(exclude={"id"}) for row in audits])
+            for row, (row_id,) in zip(audits, result.all()):
+                row.id = row_id  # the audit head a manifest pins is named by id
 
     async def _rechain(self, batch: list[_Entry], also: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         """Reload the heads from the database and recompute the links of ``batch`` and of what is queued.

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 POSITION_REFRESH_S = 10.0
 POSITION_MIN_INTERVAL_S = 1.0
+POSITION_CHECK_EVERY_S = 0.2
 WALLBOARD_EVERY_S = 1.0
 PERSIST_RETRY_MAX_S = 2.0
 
@@ -80,6 +81,8 @@ class QueueDesk:
         self._effects: asyncio.Task | None = None
         self._followups: dict[str, asyncio.Task] = {}  # session id -> call-over work (media, seal)
         self._dirty_positions: set[str] = set()
+        self._positions_changed = False
+        self._positions_checked = -1e18
         self._position_sent: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._timer: asyncio.Task | None = None
@@ -129,15 +132,20 @@ class QueueDesk:
         The decision itself is made at once, without waiting for anything (``op`` is the pure
         engine's), so decisions are ordered exactly as they were made.
         """
+        decision = self.decide(op)
+        await asyncio.shield(decision.done)
+        return decision.events
+
+    def decide(self, op: Callable[[], list[Event]]) -> _Decision:
+        """Run one engine operation now and queue its effects (``run`` without waiting for them)."""
         events = op()
-        self._dirty_positions.update(u.session_id for u in self.engine.changed_positions())
+        self._positions_changed = True  # worked out by the timer, at most a few times a second
         decision = _Decision(events, asyncio.get_running_loop().create_future())
         self._outbox.append(decision)
         self._effects_wake.set()
         self._wallboard_dirty = True
         self._wake.set()
-        await asyncio.shield(decision.done)
-        return events
+        return decision
 
     # -- effects of the engine's decisions ------------------------------
     async def _run_effects(self) -> None:
@@ -197,6 +205,8 @@ class QueueDesk:
 
     async def _announce(self, ev: Event, sess: CustomerSession | None) -> None:
         if isinstance(ev, OfferMade):
+            self._dirty_positions.discard(ev.session_id)  # no longer waiting for a position
+            self._position_sent.pop(ev.session_id, None)
             joined = self._joined_at.pop(ev.session_id, None)
             if joined is not None:
                 self.rt.metrics.join_to_offer.observe(max(0.0, self.rt.clock.now() - joined))
@@ -227,6 +237,12 @@ class QueueDesk:
                 session_id = self._wrapping.pop(ev.agent_id, None)
                 if session_id:
                     self.follow_up(session_id, self._complete(session_id))
+
+    async def settled(self, session_id: str) -> None:
+        """Wait until the session's follow-ups (including ones they queue) are done."""
+        while (task := self._followups.get(session_id)) is not None:
+            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(0)  # a follow-up's done-callback runs; a later one may follow
 
     def follow_up(self, session_id: str, work: Any) -> asyncio.Task:
         """Slow work about one session (media teardown, sealing, completion), in order per session,
@@ -307,7 +323,8 @@ class QueueDesk:
         while True:
             now = self.rt.clock.now()
             deadline = self.engine.next_deadline()
-            positions_at = now if self._dirty_positions else None
+            positions_at = (max(now, self._positions_checked + POSITION_CHECK_EVERY_S)
+                            if (self._dirty_positions or self._positions_changed) else None)
             wake_at = min(x for x in (deadline, next_refresh, next_wallboard if self._wallboard_dirty else None,
                                       positions_at) if x is not None)
             self._wake.clear()
@@ -318,11 +335,13 @@ class QueueDesk:
             now = self.rt.clock.now()
             try:
                 if deadline is not None and deadline <= now:
-                    await self.run(self.engine.tick)
-                if self._dirty_positions:
-                    later = await self._flush_positions()
-                    if later is not None:  # sleep until the next one is due
-                        await asyncio.sleep(max(0.0, min(later - self.rt.clock.now(), 0.25)))
+                    self.decide(self.engine.tick)  # its effects follow in order; the timer goes on
+                if positions_at is not None and now >= positions_at:
+                    self._positions_checked = now
+                    if self._positions_changed:
+                        self._positions_changed = False
+                        self._dirty_positions.update(u.session_id for u in self.engine.changed_positions())
+                    await self._flush_positions()
                 if now >= next_refresh:
                     await self._announce_positions(self.engine.due_position_updates(POSITION_REFRESH_S))
                     next_refresh = now + 1.0

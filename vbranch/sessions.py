@@ -63,6 +63,8 @@ class SessionService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._locks: dict[str, asyncio.Lock] = {}
+        # live sessions as the last move left them (state, times, agent, and the fields fixed at creation)
+        self._known: dict[str, CustomerSession] = {}
 
     async def create(self, *, service: str, channel: str, customer_ref: str, customer_name: str,
                      priority: int, reference_photo: str | None, created_by: str) -> tuple[CustomerSession, str]:
@@ -123,23 +125,30 @@ class SessionService:
         lock = self._locks.setdefault(session_id, asyncio.Lock())
         async with lock:  # one move at a time per session: each is checked against the last
             now = self.rt.clock.now()
-            async with self.rt.db.session() as db:
-                sess = await Sessions(db).get(session_id)
+            sess = self._known.get(session_id)
             if sess is None:
-                raise ApiError(404, "not_found", "no such session")
+                async with self.rt.db.session() as db:
+                    sess = await Sessions(db).get(session_id)
+                if sess is None:
+                    raise ApiError(404, "not_found", "no such session")
             previous = sess.state
             values = {"state": transition(sess.state, target), **changes}
             if target in ENDED and sess.ended_at is None and "ended_at" not in changes:
                 values["ended_at"] = now
-            for key, value in values.items():
-                setattr(sess, key, value)
 
             async def apply(db: AsyncSession) -> None:
                 await db.exec(update(CustomerSession).where(CustomerSession.id == session_id).values(**values))
 
-            await self.rt.journal.record(session_id, f"state.{target}", actor, {"from": previous, **(data or {})},
-                                         at=now, change=apply)
+            try:
+                await self.rt.journal.record(session_id, f"state.{target}", actor,
+                                             {"from": previous, **(data or {})}, at=now, change=apply)
+            except BaseException:
+                self._known.pop(session_id, None)  # read it again next time
+                raise
+            sess = CustomerSession.model_validate({**sess.model_dump(), **values})
+            self._known[session_id] = sess  # only move() changes these fields: the next move needs no read
         if target in FINAL:
+            self._known.pop(session_id, None)
             self._locks.pop(session_id, None)
             await self.rt.journal.forget(session_id)  # memory stays bounded; a later event reloads the head
         self.rt.metrics.session_transitions.labels(str(target)).inc()

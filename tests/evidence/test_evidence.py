@@ -42,6 +42,7 @@ async def _recorded_call(data_dir: Path) -> str:
                 await mark_all(a, c.session_id)
                 await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "opened"})
                 await c.recv_type("session.ended")
+                await srv.coordinator.settled(c.session_id)  # recordings stored, evidence sealed
             finally:
                 await asyncio.gather(cust.close(), ag.close())
             await asyncio.sleep(0.5)  # wrap-up ends: completed

@@ -60,6 +60,7 @@ async def test_call_is_relayed_recorded_and_replayable(tmp_path, clip):
                 await mark_all(a, c.session_id)
                 await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "done"})
                 await c.recv_type("session.ended")
+                await srv.coordinator.settled(c.session_id)  # recordings stored, evidence sealed
             finally:
                 await asyncio.gather(cust.close(), ag.close())
 

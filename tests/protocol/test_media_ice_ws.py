@@ -205,6 +205,7 @@ async def test_a_party_that_never_connects_flags_the_session_until_acknowledged(
                 reply = await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "done"})
                 assert reply["type"] == "ack", reply  # this service does not require complete recordings
                 await c.recv_type("session.ended")
+                await srv.coordinator.settled(c.session_id)  # recordings stored, evidence sealed
             finally:
                 await ag.close()
         sid = c.session_id
@@ -272,6 +273,7 @@ async def test_a_service_that_requires_complete_recordings_refuses_to_end_withou
                                                "disposition": "incomplete", "override_reason": "客户网络无法恢复"})
                     assert ended["type"] == "ack", ended
                 await c.recv_type("session.ended")
+                await srv.coordinator.settled(c.session_id)  # recordings stored, evidence sealed
             finally:
                 await ag.close()
         admin = {"Authorization": f"Bearer {await srv.login('admin')}"}

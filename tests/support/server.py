@@ -90,7 +90,8 @@ async def run_server(data_dir: Path, database_url: str | None = None, clock: Clo
                       secret_key=settings.pop("secret_key", "test-secret-" + "x" * 32), **settings)
     app = create_app(s, clock)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            ws_max_size=s.ws_max_frame_bytes, ws_ping_interval=s.heartbeat_interval_s)
+                            ws_max_size=s.ws_max_frame_bytes, ws_ping_interval=s.heartbeat_interval_s,
+                            ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
