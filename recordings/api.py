@@ -8,21 +8,23 @@ to one recording and one account. Every access is audit-logged.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
 
+from recordings.playback import ensure_playable, needs_copy
+from recordings.storage import RecordingStorage, StorageError, byte_range
 from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.clock import utc
 from vbranch.db.models import Recording, Review
 from vbranch.db.repositories import Accounts, Sessions
 from vbranch.domain.roles import Role
-from recordings.playback import ensure_playable, needs_copy
-from recordings.storage import LocalDirStorage
 
 router = APIRouter(prefix="/api/v1", tags=["recordings"])
 REPLAY_ROLES = (Role.REVIEWER, Role.ADMIN)
@@ -82,7 +84,7 @@ async def list_recordings(session_id: str, staff: StaffDep, rt: RuntimeDep, db: 
 @router.get("/recordings/{recording_id}/media")
 async def recording_media(recording_id: int, rt: RuntimeDep, db: DbDep,
                           token: Annotated[str, Query(min_length=1)],
-                          range_: Annotated[str | None, Header(alias="Range")] = None) -> FileResponse:
+                          range_: Annotated[str | None, Header(alias="Range")] = None) -> Response:
     rec_id, account_id = rt.tokens.decode_media(token)
     if rec_id != recording_id:
         raise ApiError(403, "forbidden", "this media token is for another recording")
@@ -92,19 +94,73 @@ async def recording_media(recording_id: int, rt: RuntimeDep, db: DbDep,
     rec = await db.get(Recording, recording_id)
     if rec is None or rec.purged_at is not None:
         raise ApiError(404, "not_found", "no such recording")
-    storage = LocalDirStorage(rt.settings.resolved_recordings_dir)
-    path = storage.local_path(rec.storage_key)
-    if path is None or not path.exists():
+    storage = rt.storage
+    key = rec.storage_key
+    if not await run_in_threadpool(storage.exists, key):
         raise ApiError(404, "not_found", "the recording's file is missing")
     media_type = "video/webm" if rec.container == "webm" else "video/x-matroska"
     if needs_copy(rec.container, rec.video_codec):  # H.264: an MP4 copy, stream-copied once
         key = await asyncio.get_running_loop().run_in_executor(None, ensure_playable, storage, rec.storage_key)
-        path, media_type = storage.local_path(key), "video/mp4"
+        media_type = "video/mp4"
     if range_ is None or range_.replace(" ", "").startswith("bytes=0-"):
         # a player asks for byte 0 once per playback, then seeks with later ranges
         await rt.journal.audit(account.username, "recording.replay", rec.session_id,
                                {"recording_id": rec.id, "party": rec.party})
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-store"})
+    try:
+        return await media_response(storage, key, range_, media_type)
+    except StorageError:  # purged or removed since the check above
+        raise ApiError(404, "not_found", "the recording's file is missing") from None
+
+
+# -- serving a stored object with HTTP Range (RFC 9110 section 14) ------------
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
+MEDIA_HEADERS = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
+
+
+def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
+    """A ``Range`` header as ``(start, end)`` for :meth:`RecordingStorage.resolve_range`, or None for the whole object.
+
+    ``bytes=N-`` is ``(N, None)``, ``bytes=N-M`` is ``(N, M)``, ``bytes=-N`` (the last N bytes) is ``(None, N)``.
+    A header this server does not serve as one range (another unit, several ranges, bad syntax) is
+    ignored, as the RFC allows: the whole object is sent with 200.
+    """
+    if header is None:
+        return None
+    match = _RANGE.match(header.replace(" ", "").replace("\t", ""))
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        return None, int(last)
+    if last and int(last) < int(first):
+        return None  # invalid range-spec
+    return int(first), int(last) if last else None
+
+
+async def media_response(storage: RecordingStorage, key: str, range_header: str | None, media_type: str) -> Response:
+    """``key`` through the storage port: 200 with everything, 206 with one range, 416 if unsatisfiable.
+
+    The bytes are streamed from :meth:`RecordingStorage.iter_range` (read in a worker thread);
+    :class:`StorageError` if ``key`` does not exist.
+    """
+    size = await run_in_threadpool(storage.size, key)
+    wanted = parse_range(range_header)
+    if wanted is None:
+        headers = {**MEDIA_HEADERS, "Content-Length": str(size)}
+        if size == 0:
+            return Response(b"", status_code=200, media_type=media_type, headers=headers)
+        return StreamingResponse(storage.iter_range(key, 0, size - 1), status_code=200, media_type=media_type,
+                                 headers=headers)
+    try:
+        first, last = byte_range(size, *wanted)
+    except StorageError:
+        return Response(b"", status_code=416, headers={**MEDIA_HEADERS, "Content-Range": f"bytes */{size}"})
+    headers = {**MEDIA_HEADERS, "Content-Length": str(last - first + 1),
+               "Content-Range": f"bytes {first}-{last}/{size}"}
+    return StreamingResponse(storage.iter_range(key, first, last), status_code=206, media_type=media_type,
+                             headers=headers)
 
 
 @router.post("/sessions/{session_id}/review", response_model=ReviewOut, status_code=201,

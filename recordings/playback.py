@@ -55,11 +55,16 @@ def _make_copy(storage: RecordingStorage, storage_key: str) -> str:
         with storage.open_read(storage_key) as src:
             remux(src, tmp, format="mp4", faststart=True)
         try:
-            with open(tmp, "rb") as data, storage.open_write(key) as out:
-                shutil.copyfileobj(data, out, 1 << 20)
+            out = storage.open_write(key)
         except KeyExistsError:  # made meanwhile by another request
             return key
-        storage.finalize(key)
+        try:
+            with open(tmp, "rb") as data, out:
+                shutil.copyfileobj(data, out, 1 << 20)
+            storage.finalize(key)
+        except BaseException:  # no half copy left behind to be served as the copy
+            storage.delete(key)
+            raise
     finally:
         os.unlink(tmp)
     return key

@@ -52,6 +52,30 @@ def validate_key(key: str) -> str:
     return key
 
 
+def byte_range(size: int, start: int | None, end: int | None) -> tuple[int, int]:
+    """Turn an HTTP-style inclusive byte range of an object of ``size`` bytes into (start, end_inclusive).
+
+    ``start=None`` with ``end=N`` means the last N bytes (``bytes=-N``); neither means the whole
+    object (``(0, -1)`` when it is empty). An end past the object is clamped. Raises
+    :class:`StorageError` if the range is unsatisfiable (any range of an empty object, a start at
+    or past the end, ``bytes=-0``).
+    """
+    if start is None and end is None:
+        return 0, size - 1
+    if size == 0:  # no byte range of an empty object can be satisfied
+        raise StorageError("unsatisfiable range")
+    if start is None:
+        if end is None or end <= 0:
+            raise StorageError("unsatisfiable range")
+        return max(0, size - end), size - 1
+    if start < 0 or start >= size:
+        raise StorageError("unsatisfiable range")
+    last = size - 1 if end is None else min(end, size - 1)
+    if last < start:
+        raise StorageError("unsatisfiable range")
+    return start, last
+
+
 class RecordingStorage(abc.ABC):
     """The port the recorder and the replay endpoints use."""
 
@@ -70,17 +94,23 @@ class RecordingStorage(abc.ABC):
     def exists(self, key: str) -> bool: ...
 
     @abc.abstractmethod
-    def size(self, key: str) -> int: ...
+    def size(self, key: str) -> int:
+        """The size in bytes; :class:`StorageError` if ``key`` does not exist."""
 
     @abc.abstractmethod
     def open_read(self, key: str) -> BinaryIO:
-        """A readable, seekable binary file for ``key``."""
+        """A readable, seekable binary file for ``key``; :class:`StorageError` if it does not exist."""
 
     @abc.abstractmethod
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens if it does not exist."""
 
     def local_path(self, key: str) -> Path | None:
-        """The file on this machine holding ``key``, if the backend has one."""
+        """The file on this machine holding ``key``, if the backend has one.
+
+        Not for application code (a remote backend has none): read through
+        :meth:`open_read` / :meth:`iter_range`. Tests and bench tools only.
+        """
         return None
 
     # Shared helpers built on the primitives above.
@@ -92,28 +122,17 @@ class RecordingStorage(abc.ABC):
         return digest.hexdigest()
 
     def resolve_range(self, key: str, start: int | None, end: int | None) -> tuple[int, int]:
-        """Turn an HTTP-style inclusive byte range into (start, end_inclusive).
-
-        ``start=None`` with ``end=N`` means the last N bytes (``bytes=-N``).
-        """
-        size = self.size(key)
-        if start is None and end is None:
-            return 0, size - 1
-        if start is None:
-            if end is None or end <= 0:
-                raise StorageError("unsatisfiable range")
-            return max(0, size - end), size - 1
-        if start < 0 or start >= size:
-            raise StorageError("unsatisfiable range")
-        last = size - 1 if end is None else min(end, size - 1)
-        if last < start:
-            raise StorageError("unsatisfiable range")
-        return start, last
+        """Turn an HTTP-style inclusive byte range of ``key`` into (start, end_inclusive): see :func:`byte_range`."""
+        return byte_range(self.size(key), start, end)
 
     def iter_range(
-        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
+        self, key: str, start: int | None = None, end: int | None = None, chunk_size: int = 256 * 1024
     ) -> Iterator[bytes]:
-        """Yield the bytes ``start..end`` (inclusive; ``end=None`` means to the end)."""
+        """Yield the bytes ``start..end`` (inclusive), resolved as :meth:`resolve_range` does.
+
+        No ``start`` and no ``end``: the whole object (nothing for an empty one);
+        ``end=None``: to the end. The object is opened on the first ``next()``.
+        """
         first, last = self.resolve_range(key, start, end)
         remaining = last - first + 1
         with self.open_read(key) as fh:
@@ -125,7 +144,7 @@ class RecordingStorage(abc.ABC):
                 remaining -= len(data)
                 yield data
 
-    def read_range(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+    def read_range(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         return b"".join(self.iter_range(key, start, end))
 
 
@@ -208,5 +227,6 @@ __all__ = [
     "RecordingStorage",
     "StorageError",
     "StoredObject",
+    "byte_range",
     "validate_key",
 ]

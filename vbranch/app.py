@@ -20,18 +20,20 @@ from vbranch.config import Settings
 from vbranch.coordinator import Coordinator
 from vbranch.demo import seed_demo
 from vbranch.runtime import Runtime
+from vbranch.startup import check_database, check_local
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "agent_console" / "static"
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    check_local(settings)  # folders, signing key, face engine: StartupError (one line) before anything uses them
     rt = Runtime.build(settings, clock)
     checklists = load_checklists(settings.checklists_file or DEFAULT_FILE)  # fail early on a bad file
     coordinator = Coordinator(rt)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await rt.db.migrate()
+        await check_database(settings)  # reachable, schema brought up to date; else StartupError
         if settings.demo:
             app.state.demo = await seed_demo(rt)
         await apply_checklists(rt, checklists)

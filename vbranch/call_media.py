@@ -16,7 +16,6 @@ import logging
 from typing import Any
 
 from recordings.playback import ensure_playable, needs_copy
-from recordings.storage import LocalDirStorage
 from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
 from signaling.protocol import ProtocolError, server_message
@@ -40,7 +39,7 @@ class CallMedia:
         self.bus = bus
         self.sessions = sessions
         settings = rt.settings
-        self.storage = LocalDirStorage(settings.resolved_recordings_dir)
+        self.storage = rt.storage
         self.hub = MediaHub(self.storage, rt.clock,
                             [s.model_dump(exclude_none=True) for s in settings.ice_servers],
                             mode=settings.media_mode, on_event=self._media_event,

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from vbranch.config import ConfigError, Settings, load_settings
+from vbranch.startup import StartupError, check_adapters
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -48,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    asyncio.run(check_adapters(settings))  # a missing piece: one line and exit 2, before uvicorn starts
     app = create_app(settings)
 
     class BannerServer(uvicorn.Server):
@@ -212,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except StartupError as exc:
+        print(f"vbranch: cannot start: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"vbranch: configuration error: {exc}", file=sys.stderr)
         return 2

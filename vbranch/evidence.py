@@ -6,15 +6,15 @@ vbranch.domain.evidence; this module reads the database and the recordings.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from recordings.storage import LocalDirStorage
+from recordings.storage import RecordingStorage, StorageError
 from vbranch.db.models import AuditLog, CustomerSession, Manifest
 from vbranch.db.repositories import Catalog, Sessions, Timeline, audit_record, timeline_record
 from vbranch.domain.checklist import Checklist
@@ -83,17 +83,17 @@ class Report:
     pinned_audit_heads: list[tuple[str, dict]] = field(default_factory=list)  # (session, {id, hash}) from manifests
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _stored_sha256(storage: RecordingStorage, key: str) -> str | None:
+    """The SHA-256 of what the storage holds under ``key`` now, or None if it holds nothing there."""
+    try:
+        return storage.sha256(key) if storage.exists(key) else None
+    except StorageError:  # removed between the two calls
+        return None
 
 
 async def verify_session(rt: Runtime, key: SigningKey, sess: CustomerSession, report: Report) -> None:
     sid = sess.id
-    storage = LocalDirStorage(rt.settings.resolved_recordings_dir)
+    storage = rt.storage
     async with rt.db.session() as db:
         events = await Timeline(db).list(sid)
         recordings = {r.party: r for r in await Sessions(db).recordings(sid)}
@@ -130,10 +130,10 @@ async def verify_session(rt: Runtime, key: SigningKey, sess: CustomerSession, re
         if row.purged_at is not None:
             report.notes.append(f"{sid}: the {party} recording was purged under retention")
             continue
-        path = storage.local_path(entry["storage_key"])
-        if path is None or not path.exists():
+        digest = await asyncio.to_thread(_stored_sha256, storage, entry["storage_key"])
+        if digest is None:
             report.problems.append(f"{sid}: the {party} recording's file is missing")
-        elif _file_sha256(path) != entry["sha256"]:
+        elif digest != entry["sha256"]:
             report.problems.append(f"{sid}: the {party} recording's file was altered (SHA-256 differs)")
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import os
+import time
 import zipfile
 from pathlib import Path
 
-from recordings.storage import LocalDirStorage
+from recordings.storage import CHUNK, RecordingStorage
 from vbranch.db.models import Manifest
 from vbranch.db.repositories import Sessions, Timeline
 from vbranch.runtime import Runtime
@@ -65,7 +68,7 @@ class ExportError(Exception):
 
 
 async def export_session(rt: Runtime, session_id: str, out: Path, actor: str = "cli") -> Path:
-    storage = LocalDirStorage(rt.settings.resolved_recordings_dir)
+    storage = rt.storage
     async with rt.db.session() as db:
         if await Sessions(db).get(session_id) is None:
             raise ExportError(f"no session {session_id}")
@@ -74,11 +77,10 @@ async def export_session(rt: Runtime, session_id: str, out: Path, actor: str = "
             raise ExportError(f"session {session_id} has no signed manifest (its call has not ended)")
         events = await Timeline(db).list(session_id)
         recordings = await Sessions(db).recordings(session_id)
+    # recordings are streamed from the storage into the zip (never held in memory), the rest is small
+    media = {f"recordings/{rec.party}.{'webm' if rec.container == 'webm' else 'mkv'}": rec.storage_key
+             for rec in recordings if rec.purged_at is None}
     files: dict[str, bytes] = {}
-    for rec in recordings:
-        if rec.purged_at is None:
-            ext = "webm" if rec.container == "webm" else "mkv"
-            files[f"recordings/{rec.party}.{ext}"] = storage.read_range(rec.storage_key)
     files["timeline.json"] = json.dumps(
         [{"session_id": e.session_id, "seq": e.seq, "at": e.at, "kind": e.kind, "actor": e.actor, "data": e.data,
           "prev_hash": e.prev_hash, "hash": e.hash} for e in events], ensure_ascii=False, indent=1).encode()
@@ -87,14 +89,42 @@ async def export_session(rt: Runtime, session_id: str, out: Path, actor: str = "
     files["public_key.pem"] = rt.signing_key.public_pem.encode()
     files["verify_timeline.py"] = VERIFY_TIMELINE.encode()
     files["README.txt"] = README.format(session_id=session_id).encode()
-    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
-                   if name not in ("README.txt",))
-    files["SHA256SUMS"] = sums.encode()
     if out.is_dir():
         out = out / f"vbranch-evidence-{session_id}.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, data in files.items():
-            zf.writestr(f"{session_id}/{name}", data)
+    await asyncio.to_thread(_write_zip, storage, out, session_id, media, files)
     await rt.journal.audit(actor, "evidence.export", session_id, {"file": out.name})
     return out
+
+
+def _write_zip(storage: RecordingStorage, out: Path, session_id: str, media: dict[str, str],
+               files: dict[str, bytes]) -> None:
+    """The archive: recordings first (copied through ``open_read``), then ``files``, then SHA256SUMS.
+
+    Written next to ``out`` and renamed into place, so a failed export leaves no partial archive.
+    """
+    partial = out.with_name(out.name + ".part")
+    digests: dict[str, str] = {}
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name, key in media.items():
+                info = zipfile.ZipInfo(f"{session_id}/{name}", date_time=time.localtime(time.time())[:6])
+                info.compress_type = zipfile.ZIP_STORED
+                info.external_attr = 0o600 << 16  # as writestr
+                info.file_size = storage.size(key)  # so a recording over 2 GiB gets ZIP64 headers
+                digest = hashlib.sha256()
+                with storage.open_read(key) as src, zf.open(info, "w") as dst:
+                    while chunk := src.read(CHUNK):
+                        digest.update(chunk)
+                        dst.write(chunk)
+                digests[name] = digest.hexdigest()
+            for name, data in files.items():
+                zf.writestr(f"{session_id}/{name}", data)
+                if name != "README.txt":
+                    digests[name] = hashlib.sha256(data).hexdigest()
+            zf.writestr(f"{session_id}/SHA256SUMS",
+                        "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items())))
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

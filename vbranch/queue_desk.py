@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
 from signaling.protocol import server_message
@@ -42,8 +44,8 @@ from vbranch.domain.routing_model import (
     SessionLeft,
     WaitingSession,
 )
-from vbranch.api.errors import ApiError
-from vbranch.domain.session_state import IllegalTransition, SessionState
+from vbranch.domain.session_state import SessionState
+from vbranch.journal import JournalError
 from vbranch.runtime import Runtime
 from vbranch.sessions import SessionService
 
@@ -54,6 +56,8 @@ POSITION_MIN_INTERVAL_S = 1.0
 POSITION_CHECK_EVERY_S = 0.2
 WALLBOARD_EVERY_S = 1.0
 PERSIST_RETRY_MAX_S = 2.0
+# the database is away or busy: worth retrying (anything else is a disagreement or a bug)
+RETRYABLE = (JournalError, DBAPIError, OSError)
 
 
 @dataclass(eq=False)
@@ -173,20 +177,21 @@ class QueueDesk:
         return {id(ev): sess for ev, sess in zip(events, results) if sess is not None}
 
     async def _persist(self, ev: Event) -> CustomerSession | None:
+        """Persist one event's state change; retried while the database is away, never dropped silently."""
         delay = 0.05
         while True:
             try:
                 return await self._persist_once(ev)
-            except (RoutingError, ApiError, IllegalTransition):
-                # the engine and the database disagree: say so loudly, do not retry forever
+            except RETRYABLE:
+                log.warning("persisting %s failed; retrying in %.2f s", ev, delay, exc_info=True)
+                self.rt.metrics.desk_persist_failures.labels("retried").inc()
+            except Exception:
+                # the engine and the database disagree (or a bug): say so loudly, do not retry forever
                 log.error("the state change for %s does not hold in the database", ev, exc_info=True)
                 self.rt.metrics.desk_persist_failures.labels("rejected").inc()
                 return None
-            except Exception:
-                log.warning("persisting %s failed; retrying in %.2f s", ev, delay, exc_info=True)
-                self.rt.metrics.desk_persist_failures.labels("retried").inc()
-                await asyncio.sleep(delay)
-                delay = min(PERSIST_RETRY_MAX_S, delay * 2)
+            await asyncio.sleep(delay)
+            delay = min(PERSIST_RETRY_MAX_S, delay * 2)
 
     async def _persist_once(self, ev: Event) -> CustomerSession | None:
         now = self.rt.clock.now()

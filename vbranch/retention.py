@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from recordings.playback import delete_copy
-from recordings.storage import LocalDirStorage
 from vbranch.db.models import CustomerSession, Recording, Service
 from vbranch.runtime import Runtime
 
@@ -25,7 +24,7 @@ class Purge:
 async def purge_expired(rt: Runtime, *, dry_run: bool = False, actor: str = "retention") -> list[Purge]:
     """Delete expired recordings; returns what was (or would be) purged and what a hold kept."""
     now = rt.clock.now()
-    storage = LocalDirStorage(rt.settings.resolved_recordings_dir)
+    storage = rt.storage
     async with rt.db.session() as db:
         rows = (await db.exec(
             select(Recording, CustomerSession, Service)

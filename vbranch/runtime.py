@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recordings.storage import LocalDirStorage, RecordingStorage
 from vbranch.auth import TokenService, hash_api_key
 from vbranch.clock import Clock, SystemClock
 from vbranch.config import Settings
@@ -24,6 +25,7 @@ class Runtime:
     faces: FaceCheckPool  # worker processes start on first use
     signing_key: SigningKey
     journal: EvidenceJournal
+    storage: RecordingStorage  # where recordings live; nothing outside the composition root sees paths
     env_api_key_hashes: set[str] = field(default_factory=set)
 
     @classmethod
@@ -42,6 +44,7 @@ class Runtime:
             clock=clock,
             db=db,
             journal=EvidenceJournal(db, clock, on_commit=journaled),
+            storage=LocalDirStorage(settings.resolved_recordings_dir),
             tokens=TokenService(settings.resolved_secret_key(), clock, settings.staff_token_ttl_s,
                                 settings.join_token_ttl_s),
             metrics=metrics,

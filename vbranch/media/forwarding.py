@@ -403,6 +403,31 @@ class ForwardTrack(MediaStreamTrack):
         super().stop()
 
 
+# aiortc internals the hub relies on (aiortc is pinned to a tested range in pyproject.toml):
+# (class, attribute, where it must appear)
+AIORTC_HOOKS = (
+    (RTCRtpReceiver, "_RTCRtpReceiver__decoder_queue", "init"),  # intercept_encoded_frames
+    (RTCRtpReceiver, "_RTCRtpReceiver__decoder_thread", "init"),
+    (RTCRtpReceiver, "_RTCRtpReceiver__active_ssrc", "init"),  # remote_media_ssrc
+    (RTCRtpReceiver, "_RTCRtpReceiver__rtx_ssrc", "init"),
+    (RTCRtpReceiver, "_send_rtcp_pli", "class"),  # MediaSource.request_keyframe
+    (RTCRtpSender, "_send_keyframe", "class"),  # hook_sender_keyframes
+)
+
+
+def missing_aiortc_hooks() -> list[str]:
+    """The aiortc internals this module uses that the installed aiortc lacks (checked at start)."""
+    from aiortc import RTCRtpTransceiver
+
+    hooks = AIORTC_HOOKS + ((RTCRtpTransceiver, "_codecs", "init"), (RTCRtpTransceiver, "_offerDirection", "init"))
+    missing = []
+    for cls, name, where in hooks:
+        present = (name in cls.__init__.__code__.co_names) if where == "init" else hasattr(cls, name)
+        if not present:
+            missing.append(f"{cls.__name__}.{name}")
+    return missing
+
+
 def hook_sender_keyframes(sender: RTCRtpSender, track: ForwardTrack) -> None:
     """Make PLI/FIR received by ``sender`` reach the original sender of ``track``."""
 

@@ -660,9 +660,10 @@ class MediaHub:
 
         def finish() -> Any:
             stored = self.storage.finalize(key)
-            path = self.storage.local_path(key)
-            info = probe(path) if path is not None and stored.size_bytes > 0 else None
-            return stored, info
+            if stored.size_bytes == 0:
+                return stored, None
+            with self.storage.open_read(key) as fh:
+                return stored, probe(fh)
 
         try:
             stored, info = await loop.run_in_executor(self._get_executor(), finish)
