@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert
@@ -76,7 +76,6 @@ class JournalStats:
     commits: int = 0
     rows: int = 0
     retries: int = 0
-    batches: list[int] = field(default_factory=list)
 
 
 class EvidenceJournal:

@@ -92,22 +92,21 @@ def _probe_writable(folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- checks
-def check_data_dir(settings: Settings) -> None:
-    folder = Path(os.path.abspath(settings.data_dir))
+def _writable_folder(what: str, path: Path, setting: str) -> None:
+    folder = Path(os.path.abspath(path))
     try:
         _probe_writable(folder)
     except OSError as exc:
-        raise StartupError(f"data folder {folder} is not writable ({_why(exc)}): "
-                           "make it writable by this user or set VBRANCH_DATA_DIR") from None
+        raise StartupError(f"{what} {folder} is not writable ({_why(exc)}): "
+                           f"make it writable by this user or set {setting}") from None
+
+
+def check_data_dir(settings: Settings) -> None:
+    _writable_folder("data folder", settings.data_dir, "VBRANCH_DATA_DIR")
 
 
 def check_recordings_dir(settings: Settings) -> None:
-    folder = Path(os.path.abspath(settings.resolved_recordings_dir))
-    try:
-        _probe_writable(folder)
-    except OSError as exc:
-        raise StartupError(f"recordings folder {folder} is not writable ({_why(exc)}): "
-                           "make it writable by this user or set VBRANCH_RECORDINGS_DIR") from None
+    _writable_folder("recordings folder", settings.resolved_recordings_dir, "VBRANCH_RECORDINGS_DIR")
 
 
 def check_signing_key(settings: Settings) -> None:
