@@ -9,10 +9,10 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from recordings import api as recordings_api
 from signaling.endpoint import serve_websocket
 from vbranch import __version__
-from vbranch.api import admin_routes, auth_routes, catalog_routes, evidence_routes, ops_routes, session_routes
+from vbranch.api import (admin_routes, auth_routes, catalog_routes, evidence_routes, ops_routes, recording_routes,
+                         session_routes)
 from vbranch.api.errors import ApiError, install_error_handlers
 from vbranch.checklists import DEFAULT_FILE, apply_checklists, load_checklists
 from vbranch.clock import Clock
@@ -52,7 +52,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.coordinator = coordinator
     app.state.demo = None
     install_error_handlers(app)
-    for module in (auth_routes, catalog_routes, session_routes, recordings_api, evidence_routes, admin_routes,
+    for module in (auth_routes, catalog_routes, session_routes, recording_routes, evidence_routes, admin_routes,
                    ops_routes):
         app.include_router(module.router)
 

@@ -17,6 +17,7 @@ from vbranch.call_media import CallMedia
 from vbranch.db.models import CustomerSession
 from vbranch.db.repositories import Accounts, Catalog, Sessions, Timeline
 from vbranch.domain.checklist import Checklist
+from vbranch.domain.errors import DomainError
 from vbranch.evidence import seal_session
 from vbranch.domain.routing_model import AgentState, RoutingError
 from vbranch.domain.session_state import FINAL, WAITING, SessionState
@@ -111,7 +112,7 @@ class Coordinator:
             raise ProtocolError("unsupported", f"{msg.type} is not handled by this server", msg.id)
         try:
             reply = await method(conn, msg)
-        except RoutingError as exc:
+        except (RoutingError, DomainError) as exc:  # the services' errors, as typed WebSocket errors
             raise ProtocolError(exc.code, exc.message, msg.id) from None
         if reply is not None:
             await conn.send(reply)

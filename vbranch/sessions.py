@@ -14,9 +14,9 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from vbranch.api.errors import ApiError
 from vbranch.db.models import CustomerSession, ReferencePhoto
 from vbranch.db.repositories import Catalog, Sessions
+from vbranch.domain.errors import Invalid, NotFound, TooLarge
 from vbranch.domain.session_state import FINAL, SessionState, transition
 from vbranch.facecheck import ReferencePhotoError
 from vbranch.runtime import Runtime
@@ -25,32 +25,32 @@ _MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
 
 def decode_photo(data_b64: str, max_bytes: int) -> tuple[bytes, str]:
-    """Base64 JPEG/PNG -> (bytes, content type); ApiError 422 `invalid_photo` otherwise."""
+    """Base64 JPEG/PNG -> (bytes, content type); Invalid `invalid_photo` (TooLarge `photo_too_large`) otherwise."""
     if len(data_b64) > max_bytes * 4 // 3 + 8:
-        raise ApiError(413, "photo_too_large", f"the reference photo is over {max_bytes} bytes")
+        raise TooLarge("photo_too_large", f"the reference photo is over {max_bytes} bytes")
     if data_b64.startswith("data:"):
         data_b64 = data_b64.partition(",")[2]
     try:
         raw = base64.b64decode(data_b64, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, "invalid_photo", "reference_photo is not valid base64") from None
+        raise Invalid("invalid_photo", "reference_photo is not valid base64") from None
     ctype = next((t for magic, t in _MAGIC.items() if raw.startswith(magic)), None)
     if ctype is None:
-        raise ApiError(422, "invalid_photo", "reference_photo must be a JPEG or PNG image")
+        raise Invalid("invalid_photo", "reference_photo must be a JPEG or PNG image")
     try:
         with Image.open(io.BytesIO(raw)) as img:
             img.load()
     except (UnidentifiedImageError, OSError, ValueError):
-        raise ApiError(422, "invalid_photo", "reference_photo could not be decoded") from None
+        raise Invalid("invalid_photo", "reference_photo could not be decoded") from None
     return raw, ctype
 
 
 async def check_reference_face(rt: Runtime, raw: bytes) -> None:
-    """One clear face, big enough, or ApiError 422 `invalid_photo` naming the reason."""
+    """One clear face, big enough, or Invalid `invalid_photo` naming the reason."""
     try:
         await rt.faces.analyse_reference(raw)
     except ReferencePhotoError as exc:
-        raise ApiError(422, "invalid_photo", exc.message,
+        raise Invalid("invalid_photo", exc.message,
                        {"reason": exc.code}) from None
 
 
@@ -75,7 +75,7 @@ class SessionService:
         async with self.rt.db.session() as db:
             svc = await Catalog(db).service(service)
         if svc is None or not svc.active:
-            raise ApiError(422, "unknown_service", f"no active service {service!r}")
+            raise Invalid("unknown_service", f"no active service {service!r}")
         sess = CustomerSession(id=uuid.uuid4().hex, service_code=service, channel=channel,
                                customer_ref=customer_ref, customer_name=customer_name, priority=priority,
                                state=SessionState.QUEUED, created_at=now)
@@ -130,7 +130,7 @@ class SessionService:
                 async with self.rt.db.session() as db:
                     sess = await Sessions(db).get(session_id)
                 if sess is None:
-                    raise ApiError(404, "not_found", "no such session")
+                    raise NotFound("not_found", "no such session")
             previous = sess.state
             values = {"state": transition(sess.state, target), **changes}
             if target in ENDED and sess.ended_at is None and "ended_at" not in changes:

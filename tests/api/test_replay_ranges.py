@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from recordings.api import parse_range
+from vbranch.api.recording_routes import parse_range
 from recordings.playback import playback_key
 from tests.support.memory_storage import MemoryStorage
 from vbranch.db.models import Recording

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vbranch.auth import AuthError
+from vbranch.domain.errors import Conflict, DomainError, Invalid, NotFound, TooLarge
 from vbranch.domain.session_state import IllegalTransition
 
 
@@ -34,7 +35,16 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 4
                  429: "rate_limited"}
 
 
+# a service's domain error -> the HTTP status the REST API answers with
+DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Invalid: 422, TooLarge: 413, Conflict: 409}
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        status = next((code for cls, code in DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
