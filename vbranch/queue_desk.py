@@ -293,23 +293,20 @@ class QueueDesk:
             self._dirty_positions.discard(u.session_id)
             await self.bus.publish(customer_party(u.session_id), self.queue_update(u))
 
-    async def _flush_positions(self) -> float | None:
-        """Send the changed positions not sent in the last second; when the rest are due (or None)."""
+    async def _flush_positions(self) -> None:
+        """Send the changed positions not sent in the last second (the others wait for a later pass)."""
         now = self.rt.clock.now()
-        due, later = [], None
+        due = []
         for sid in list(self._dirty_positions):
-            last = self._position_sent.get(sid, -1e18)
-            if now - last >= POSITION_MIN_INTERVAL_S:
-                u = self.engine.position(sid)
-                if u is None:
-                    self._dirty_positions.discard(sid)
-                    self._position_sent.pop(sid, None)
-                else:
-                    due.append(u)
+            if now - self._position_sent.get(sid, -1e18) < POSITION_MIN_INTERVAL_S:
+                continue
+            u = self.engine.position(sid)
+            if u is None:  # no longer waiting
+                self._dirty_positions.discard(sid)
+                self._position_sent.pop(sid, None)
             else:
-                later = min(later or 1e18, last + POSITION_MIN_INTERVAL_S)
+                due.append(u)
         await self._announce_positions(due)
-        return later
 
     def queue_update(self, u: PositionUpdate) -> dict[str, Any]:
         status = self.engine.service_status(u.service)
