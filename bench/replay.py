@@ -15,7 +15,7 @@ that session, a ``--duration`` recording per codec made by the real
 pre-encoded 640x480 15 fps clip (~600-700 kbit/s in the file) and a 32 kbit/s Opus clip, looped
 and pushed with synthetic arrival times (no real-time wait), so the files have
 the recorder's Duration and Cues. The files go in the server's recordings folder
-and their ``recording`` rows in its database (the fields call_media.py writes at
+and their ``recording`` rows in its database (the fields vbranch/calls/media.py writes at
 the end of a call). The reviewer (``reviewer``/``demo``) lists the session's
 recordings and gets each ``media_url``.
 
@@ -192,7 +192,7 @@ def make_recording(codec: str, storage_root: Path, session_id: str, seconds: flo
 
 
 def register(db_path: Path, session_id: str, result: Any) -> None:
-    """The recording row call_media.py writes when a call ends, into the server's database."""
+    """The recording row vbranch/calls/media.py writes when a call ends, into the server's database."""
     from sqlalchemy import create_engine
     from sqlmodel import Session
 

@@ -128,10 +128,11 @@ class AttachError(Exception):
 
 class Registry:
     def __init__(self, clock: Clock, resume_window_s: float,
-                 on_gone: Callable[[str], Awaitable[None]]) -> None:
+                 on_gone: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._clock = clock
         self.resume_window_s = resume_window_s
-        self._on_gone = on_gone
+        # a party's resume window passed without it coming back (wired by vbranch.bootstrap)
+        self.on_gone = on_gone
         self._parties: dict[str, _Party] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -178,7 +179,8 @@ class Registry:
         entry = self._parties.get(party)
         if entry is not None and entry.connection is None:
             del self._parties[party]
-            await self._on_gone(party)
+            if self.on_gone is not None:
+                await self.on_gone(party)
 
     def expect(self, party: str) -> None:
         """A party not connected yet but owed a resume window (e.g. waiting before a restart)."""

@@ -14,12 +14,11 @@ from vbranch import __version__
 from vbranch.api import (admin_routes, auth_routes, catalog_routes, evidence_routes, ops_routes, recording_routes,
                          session_routes)
 from vbranch.api.errors import ApiError, install_error_handlers
-from vbranch.checklists import DEFAULT_FILE, apply_checklists, load_checklists
+from vbranch.bootstrap import bootstrap
+from vbranch.calls.checklists import DEFAULT_FILE, apply_checklists, load_checklists
 from vbranch.clock import Clock
 from vbranch.config import Settings
-from vbranch.coordinator import Coordinator
 from vbranch.demo import seed_demo
-from vbranch.runtime import Runtime
 from vbranch.startup import check_database, check_local
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "agent_console" / "static"
@@ -27,9 +26,9 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "agent_console" / "static"
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     check_local(settings)  # folders, signing key, face engine: StartupError (one line) before anything uses them
-    rt = Runtime.build(settings, clock)
+    branch = bootstrap(settings, clock)
+    rt, coordinator = branch.runtime, branch.coordinator
     checklists = load_checklists(settings.checklists_file or DEFAULT_FILE)  # fail early on a bad file
-    coordinator = Coordinator(rt)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -48,8 +47,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     app = FastAPI(title="vbranch", version=__version__, lifespan=lifespan,
                   description="Open virtual bank branch: REST API v1. The WebSocket protocol is in docs/protocol.md.")
-    app.state.runtime = rt
-    app.state.coordinator = coordinator
+    app.state.branch = branch
     app.state.demo = None
     install_error_handlers(app)
     for module in (auth_routes, catalog_routes, session_routes, recording_routes, evidence_routes, admin_routes,

@@ -67,11 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from vbranch.db.database import Database
+    from vbranch.bootstrap import build_database
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url)
+    db = build_database(settings)
     asyncio.run(db.migrate())
     print(f"database at {settings.resolved_database_url} is up to date")
     return 0
@@ -81,7 +80,6 @@ def cmd_create_account(args: argparse.Namespace) -> int:
     from vbranch.auth import hash_password
     from vbranch.db.models import StaffAccount
     from vbranch.db.repositories import Accounts
-    from vbranch.runtime import Runtime
 
     if not sys.stdin.isatty():  # never from an argument or the environment: stdin or a prompt
         password = sys.stdin.readline().rstrip("\n")
@@ -90,7 +88,7 @@ def cmd_create_account(args: argparse.Namespace) -> int:
     if len(password) < 8:
         print("error: the password must be at least 8 characters", file=sys.stderr)
         return 2
-    rt = Runtime.build(_settings(args))
+    rt = _offline_runtime(args)
 
     async def run() -> int:
         await rt.db.migrate()
@@ -113,13 +111,13 @@ def cmd_create_account(args: argparse.Namespace) -> int:
 
 def _offline_runtime(args: argparse.Namespace):
     """A runtime for maintenance commands (no server, same database and data folder)."""
-    from vbranch.runtime import Runtime
+    from vbranch.bootstrap import build_runtime
 
-    return Runtime.build(_settings(args))
+    return build_runtime(_settings(args))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from vbranch.evidence import verify
+    from vbranch.evidence.manifests import verify
 
     rt = _offline_runtime(args)
 
@@ -145,7 +143,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vbranch.export import ExportError, export_session
+    from vbranch.evidence.export import ExportError, export_session
 
     rt = _offline_runtime(args)
 
@@ -166,7 +164,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from vbranch.retention import purge_expired
+    from vbranch.evidence.retention import purge_expired
 
     rt = _offline_runtime(args)
 

@@ -1,6 +1,6 @@
 """Demo data for `vbranch serve --demo`: services, skills, staff accounts and an API key.
 
-The services' checklists come from vbranch/checklists.toml.
+The services' checklists come from vbranch/calls/checklists.toml.
 
 Seeding is idempotent: existing rows are left as they are.
 """

@@ -114,7 +114,7 @@ def check_signing_key(settings: Settings) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from vbranch.signing import KEY_FILE
+    from vbranch.evidence.signing import KEY_FILE
 
     path = Path(os.path.abspath(settings.data_dir / KEY_FILE))
     try:

@@ -16,6 +16,7 @@ import pytest
 from tests.protocol.test_call_ws import negotiate, peer_for
 from tests.protocol.test_routing_ws import agent, customer, mark_all
 from tests.support.server import run_server
+from vbranch.bootstrap import build_runtime
 from vbranch.clock import FakeClock
 from vbranch.cli import main as cli
 from vbranch.config import load_settings
@@ -135,7 +136,7 @@ def test_swapped_signature_is_found(evidence, capsys):
     data, sid = evidence
     import base64
 
-    from vbranch.signing import SigningKey
+    from vbranch.evidence.signing import SigningKey
 
     other = SigningKey(data / "elsewhere").sign(b"some other manifest")
     with db(data) as conn:
@@ -168,11 +169,11 @@ def test_manifest_content(evidence):
 
 async def _runtime_at(data: Path, days_later: float) -> Runtime:
     clock = FakeClock(start=__import__("time").time() + days_later * 86400)
-    return Runtime.build(load_settings(data_dir=data), clock)
+    return build_runtime(load_settings(data_dir=data), clock)
 
 
 def test_legal_hold_blocks_purge_and_expiry_purges_with_audit(evidence, capsys):
-    from vbranch.retention import purge_expired
+    from vbranch.evidence.retention import purge_expired
 
     data, sid = evidence
 

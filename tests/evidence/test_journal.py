@@ -20,7 +20,7 @@ from vbranch.db.database import Database
 from vbranch.db.models import AuditLog, CustomerSession, Service, TimelineEvent
 from vbranch.db.repositories import audit_record, timeline_record
 from vbranch.domain.evidence import verify_chain
-from vbranch.journal import EvidenceJournal, JournalError
+from vbranch.evidence.journal import EvidenceJournal, JournalError
 
 
 @pytest.fixture

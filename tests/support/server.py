@@ -55,11 +55,11 @@ class RunningServer:
 
     @property
     def runtime(self):
-        return self.app.state.runtime
+        return self.app.state.branch.runtime
 
     @property
     def coordinator(self):
-        return self.app.state.coordinator
+        return self.app.state.branch.coordinator
 
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=10)

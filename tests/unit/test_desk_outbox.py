@@ -17,9 +17,9 @@ from signaling.registry import Connection, Registry, staff_party
 from vbranch.clock import FakeClock
 from vbranch.domain.service_rules import rules_for
 from vbranch.domain.session_state import SessionState
-from vbranch.journal import JournalError
+from vbranch.evidence.journal import JournalError
 from vbranch.metrics import Metrics
-from vbranch.queue_desk import QueueDesk
+from vbranch.queue.desk import QueueDesk
 
 
 class FakeSessions:

@@ -1,11 +1,15 @@
-"""The layout has no import cycles between its parts.
+"""The layout has no import cycles between its parts, and one composition root.
 
 A part is a top-level package (signaling, recordings, agent_console) or a
-module/package directly under vbranch (vbranch.api, vbranch.media,
-vbranch.sessions, ...). The graph is read from the source (every import,
-including ones inside functions), so a cycle cannot hide behind a late import.
-The pure core must not import the rest: vbranch.domain imports nothing of the
-branch but itself and the clock it is driven by (vbranch.clock).
+module/package directly under vbranch (vbranch.api, vbranch.calls, vbranch.queue,
+vbranch.evidence, vbranch.bootstrap, ...). The graph is read from the source
+(every import, including ones inside functions), so a cycle cannot hide behind a
+late import. The pure core must not import the rest: vbranch.domain imports
+nothing of the branch but itself and the clock it is driven by (vbranch.clock).
+
+The adapters and the live parts (WIRED) are constructed in vbranch/bootstrap.py
+only; tests and benchmarks, which are not scanned, build their own (fakes, or
+one part on its own).
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("vbranch", "signaling", "recordings", "agent_console")
+COMPOSITION_ROOT = ROOT / "vbranch" / "bootstrap.py"
+# what only the composition root constructs
+WIRED = frozenset({
+    "Runtime", "Database", "EvidenceJournal", "LocalDirStorage", "TokenService", "SigningKey", "FaceCheckPool",
+    "MediaHub", "QueueDesk", "Registry", "LocalBus", "SessionService", "CallMedia", "Coordinator",
+})
 
 
 def part(module: str) -> str:
@@ -108,6 +118,30 @@ def test_the_functional_core_imports_nothing_of_the_rest():
     outside = {dst for src, targets in imports().items() if part(src) == "vbranch.domain"
                for dst in targets if part(dst) != "vbranch.domain"}
     assert outside <= {"vbranch.clock"}
+
+
+def constructed(source: str) -> set[str]:
+    """The names in WIRED that the source calls (``Database(...)`` or ``module.Database(...)``)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name in WIRED:
+                found.add(name)
+    return found
+
+
+def test_only_the_composition_root_constructs_adapters_and_live_parts():
+    outside = {str(path.relative_to(ROOT)): sorted(names) for package in PACKAGES
+               for path in (ROOT / package).rglob("*.py") if path != COMPOSITION_ROOT
+               if (names := constructed(path.read_text(encoding="utf-8")))}
+    assert outside == {}
+    assert constructed(COMPOSITION_ROOT.read_text(encoding="utf-8")) == WIRED
+
+
+def test_the_checker_finds_a_construction():
+    assert constructed("db = Database(url)\nhub = media.MediaHub(storage)\nx = Other()") == {"Database", "MediaHub"}
 
 
 def test_the_checker_finds_a_cycle():

@@ -17,7 +17,7 @@ import pytest
 
 from vbranch import startup
 from vbranch.config import ConfigError, load_settings
-from vbranch.signing import KEY_FILE
+from vbranch.evidence.signing import KEY_FILE
 from vbranch.startup import StartupError, check_adapters
 
 REPO = Path(__file__).resolve().parents[2]

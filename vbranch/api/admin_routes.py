@@ -81,7 +81,7 @@ async def update_agent(account_id: int, body: AgentPatch, staff: StaffDep, rt: R
     changed.pop("password", None) and changed.setdefault("password", "changed")
     await rt.journal.audit(staff.username, "admin.account_update", None,
                            {"account": account.username, "changes": changed})
-    await request.app.state.coordinator.account_changed(account.id)
+    await request.app.state.branch.coordinator.account_changed(account.id)
     return await _agent_out(db, account)
 
 
@@ -132,7 +132,7 @@ async def put_service(code: str, body: ServiceIn, staff: StaffDep, rt: RuntimeDe
     await rt.journal.audit(staff.username, "admin.service_put", None,
                            {"service": code, "active": body.active,
                             **{name: data[name] for name in QUEUE_SETTINGS}})
-    await request.app.state.coordinator.services_changed()
+    await request.app.state.branch.coordinator.services_changed()
     return ServiceAdminOut.of_admin(svc, defaults)
 
 

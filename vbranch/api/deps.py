@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the runtime, staff tokens by role, API keys."""
+"""FastAPI dependencies: the running branch's runtime and session service, staff tokens by role, API keys."""
 
 from __future__ import annotations
 
@@ -12,14 +12,22 @@ from vbranch.api.errors import ApiError
 from vbranch.auth import AuthError, StaffClaims, constant_time_in, hash_api_key
 from vbranch.db.repositories import Accounts, ApiKeys
 from vbranch.domain.roles import Role
+from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    return request.app.state.branch.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_sessions(request: Request) -> SessionService:
+    return request.app.state.branch.sessions
+
+
+SessionsDep = Annotated[SessionService, Depends(get_sessions)]
 
 
 async def get_db(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:

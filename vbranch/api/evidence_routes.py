@@ -15,7 +15,7 @@ from vbranch.clock import utc
 from vbranch.db.models import Manifest
 from vbranch.db.repositories import Audit, Sessions
 from vbranch.domain.roles import Role
-from vbranch.evidence import verify
+from vbranch.evidence.manifests import verify
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
-from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, is_valid_api_key, require_roles
+from vbranch.api.deps import DbDep, RuntimeDep, SessionsDep, StaffDep, is_valid_api_key, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.api.schemas import ReferencePhotoIn, SessionCreateIn, SessionCreateOut, SessionOut, SessionPage, TimelineEventOut
 from vbranch.auth import StaffClaims
@@ -12,7 +12,6 @@ from vbranch.clock import utc
 from vbranch.db.models import CustomerSession
 from vbranch.db.repositories import Sessions, Timeline
 from vbranch.domain.roles import Role
-from vbranch.sessions import SessionService
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
@@ -27,9 +26,9 @@ async def session_creator(rt: RuntimeDep, db: DbDep, x_api_key: Annotated[str | 
 
 
 @router.post("/sessions", response_model=SessionCreateOut, status_code=201)
-async def create_session(body: SessionCreateIn, rt: RuntimeDep,
+async def create_session(body: SessionCreateIn, rt: RuntimeDep, sessions: SessionsDep,
                          actor: Annotated[str, Depends(session_creator)]) -> SessionCreateOut:
-    sess, token = await SessionService(rt).create(
+    sess, token = await sessions.create(
         service=body.service, channel=body.channel, customer_ref=body.customer.ref,
         customer_name=body.customer.name, priority=body.priority, reference_photo=body.reference_photo,
         created_by=actor)
@@ -82,14 +81,14 @@ async def get_timeline(sess: VisibleSession, staff: StaffDep, rt: RuntimeDep, db
 @router.put("/sessions/{session_id}/reference-photo",
             dependencies=[require_roles(Role.AGENT, Role.SUPERVISOR, Role.ADMIN)])
 async def put_reference_photo(sess: VisibleSession, body: ReferencePhotoIn, staff: StaffDep,
-                              rt: RuntimeDep) -> dict:
+                              sessions: SessionsDep) -> dict:
     """Replace the reference photo, e.g. with the customer's ID scanned during the call (the handling agent)."""
     if sess.state in ("completed", "abandoned", "failed"):
         raise ApiError(409, "invalid_state", f"the session is {sess.state}")
-    digest = await SessionService(rt).replace_reference_photo(sess.id, body.photo, staff.username)
+    digest = await sessions.replace_reference_photo(sess.id, body.photo, staff.username)
     return {"session_id": sess.id, "sha256": digest}
 
 
 @router.get("/queue/stats", dependencies=[require_roles(Role.SUPERVISOR, Role.ADMIN)])
 async def queue_stats(request: Request) -> dict:
-    return await request.app.state.coordinator.queue_stats()
+    return await request.app.state.branch.coordinator.queue_stats()

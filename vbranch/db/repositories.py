@@ -143,7 +143,7 @@ def audit_record(row: AuditLog) -> dict[str, Any]:
 
 
 class Timeline:
-    """Reads a session's timeline. Appends go through the evidence journal (vbranch.journal), its one writer."""
+    """Reads a session's timeline. Appends go through the evidence journal (vbranch.evidence.journal), its one writer."""
 
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
@@ -160,7 +160,7 @@ class Timeline:
 
 
 class Audit:
-    """Reads the audit log. Appends go through the evidence journal (vbranch.journal), its one writer."""
+    """Reads the audit log. Appends go through the evidence journal (vbranch.evidence.journal), its one writer."""
 
     def __init__(self, db: AsyncSession) -> None:
         self.db = db

@@ -3,7 +3,7 @@
 Services speak in these; each entry point maps them to its own error shape: the
 REST API to an HTTP status and ``{"error": {code, message, details}}``
 (vbranch.api.errors), the WebSocket to a typed ``error`` message
-(vbranch.coordinator). ``code`` is the stable machine-readable part.
+(vbranch.calls.coordinator). ``code`` is the stable machine-readable part.
 """
 
 from __future__ import annotations
@@ -33,3 +33,7 @@ class TooLarge(DomainError):
 
 class Conflict(DomainError):
     """The request does not fit the current state."""
+
+
+class Forbidden(DomainError):
+    """The caller may not do this (another agent's call, the wrong role for the request)."""

@@ -8,7 +8,7 @@ from sqlmodel import col, select
 
 from recordings.playback import delete_copy
 from vbranch.db.models import CustomerSession, Recording, Service
-from vbranch.runtime import Runtime
+from vbranch.evidence.ports import EvidenceAdapters
 
 DAY_S = 86400.0
 
@@ -21,7 +21,7 @@ class Purge:
     reason: str  # "expired" | "held"
 
 
-async def purge_expired(rt: Runtime, *, dry_run: bool = False, actor: str = "retention") -> list[Purge]:
+async def purge_expired(rt: EvidenceAdapters, *, dry_run: bool = False, actor: str = "retention") -> list[Purge]:
     """Delete expired recordings; returns what was (or would be) purged and what a hold kept."""
     now = rt.clock.now()
     storage = rt.storage

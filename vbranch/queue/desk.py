@@ -45,9 +45,9 @@ from vbranch.domain.routing_model import (
     WaitingSession,
 )
 from vbranch.domain.session_state import SessionState
-from vbranch.journal import JournalError
+from vbranch.evidence.journal import JournalError
+from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
-from vbranch.sessions import SessionService
 
 log = logging.getLogger(__name__)
 

@@ -9,21 +9,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from signaling.bus import LocalBus
+from signaling.bus import MessageBus
 from signaling.protocol import ProtocolError, server_message
 from signaling.registry import AttachError, Connection, Registry, customer_party, staff_party
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
-from vbranch.call_media import CallMedia
+from vbranch.calls.media import CallMedia
 from vbranch.db.models import CustomerSession
 from vbranch.db.repositories import Accounts, Catalog, Sessions, Timeline
 from vbranch.domain.checklist import Checklist
 from vbranch.domain.errors import DomainError
-from vbranch.evidence import seal_session
 from vbranch.domain.routing_model import AgentState, RoutingError
 from vbranch.domain.session_state import FINAL, WAITING, SessionState
-from vbranch.queue_desk import QueueDesk
+from vbranch.evidence.manifests import seal_session
+from vbranch.queue.desk import QueueDesk
+from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
-from vbranch.sessions import SessionService
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,23 @@ def ack(msg: Any, **fields: Any) -> dict[str, Any] | None:
     return server_message("ack", msg.id, **{"for": msg.type, **fields}) if msg.id is not None else None
 
 
-class Coordinator:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.sessions = SessionService(rt)
-        self.registry = Registry(rt.clock, rt.settings.resume_window_s, self.party_gone)
-        self.bus = LocalBus(self.registry)
-        self.desk = QueueDesk(rt, self.bus, self.sessions, self._watchers)
-        self.desk.on_call_over = self._call_over
-        self.media = CallMedia(rt, self.bus, self.sessions)
-        self.desk.on_call_started = self.media.call_started
+def watchers(registry: Registry) -> list[str]:
+    """The connected staff who watch the wallboard (the queue desk sends them its updates)."""
+    return [c.party for c in registry.connected("staff:") if c.role in WATCHER_ROLES and c.party]
 
-    def _watchers(self) -> list[str]:
-        return [c.party for c in self.registry.connected("staff:") if c.role in WATCHER_ROLES and c.party]
+
+class Coordinator:
+    """Built and wired in vbranch.bootstrap: the registry's ``on_gone`` is :meth:`party_gone` and the
+    desk's ``on_call_over`` is :meth:`call_over`."""
+
+    def __init__(self, rt: Runtime, sessions: SessionService, registry: Registry, bus: MessageBus,
+                 desk: QueueDesk, media: CallMedia) -> None:
+        self.rt = rt
+        self.sessions = sessions
+        self.registry = registry
+        self.bus = bus
+        self.desk = desk
+        self.media = media
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -152,7 +156,7 @@ class Coordinator:
         if self.desk.engine.agent(str(account_id)) is not None:
             await self.desk.run(lambda: self.desk.engine.agent_logout(str(account_id)))
 
-    async def _call_over(self, session_id: str) -> None:
+    async def call_over(self, session_id: str) -> None:
         """Presence and media teardown once a call has ended: recordings are finalised here."""
         self.registry.forget(customer_party(session_id))
         await self.media.end(session_id)
@@ -348,7 +352,7 @@ class Coordinator:
                                                                      reason=reason))
         # recordings and the seal, then (after the wrap-up) the session's completion, as the session's
         # follow-ups: the agent's ack does not wait for them (settled() does)
-        self.desk.follow_up(sess.id, self._call_over(sess.id))
+        self.desk.follow_up(sess.id, self.call_over(sess.id))
         view = self.desk.engine.agent(agent_id)
         if view is not None and view.state == AgentState.BUSY:
             await self.desk.run(lambda: self.desk.engine.end_call(agent_id, sess.id))

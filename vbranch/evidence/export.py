@@ -14,7 +14,7 @@ from pathlib import Path
 from recordings.storage import CHUNK, RecordingStorage
 from vbranch.db.models import Manifest
 from vbranch.db.repositories import Sessions, Timeline
-from vbranch.runtime import Runtime
+from vbranch.evidence.ports import EvidenceAdapters
 
 README = """Evidence archive of vbranch session {session_id}
 =================================================
@@ -67,7 +67,7 @@ class ExportError(Exception):
     pass
 
 
-async def export_session(rt: Runtime, session_id: str, out: Path, actor: str = "cli") -> Path:
+async def export_session(rt: EvidenceAdapters, session_id: str, out: Path, actor: str = "cli") -> Path:
     storage = rt.storage
     async with rt.db.session() as db:
         if await Sessions(db).get(session_id) is None:

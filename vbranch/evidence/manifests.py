@@ -19,10 +19,10 @@ from vbranch.db.models import AuditLog, CustomerSession, Manifest
 from vbranch.db.repositories import Catalog, Sessions, Timeline, audit_record, timeline_record
 from vbranch.domain.checklist import Checklist
 from vbranch.domain.evidence import build_manifest, verify_chain
-from vbranch.runtime import Runtime
-from vbranch.signing import SigningKey
+from vbranch.evidence.ports import EvidenceAdapters
+from vbranch.evidence.signing import SigningKey
 
-async def seal_session(rt: Runtime, key: SigningKey, session_id: str) -> Manifest:
+async def seal_session(rt: EvidenceAdapters, key: SigningKey, session_id: str) -> Manifest:
     """Build and sign the manifest of a call that has ended (recordings finalised).
 
     The session's events and the audit rows appended so far are committed first, so the timeline
@@ -91,7 +91,7 @@ def _stored_sha256(storage: RecordingStorage, key: str) -> str | None:
         return None
 
 
-async def verify_session(rt: Runtime, key: SigningKey, sess: CustomerSession, report: Report) -> None:
+async def verify_session(rt: EvidenceAdapters, key: SigningKey, sess: CustomerSession, report: Report) -> None:
     sid = sess.id
     storage = rt.storage
     async with rt.db.session() as db:
@@ -160,7 +160,7 @@ def _check_completeness(sid: str, body: dict, events: list, report: Report) -> N
                             f"{ack.data.get('reason')}")
 
 
-async def verify_audit(rt: Runtime, report: Report, key: SigningKey | None = None) -> None:
+async def verify_audit(rt: EvidenceAdapters, report: Report, key: SigningKey | None = None) -> None:
     async with rt.db.session() as db:
         rows = list((await db.exec(select(AuditLog).order_by(col(AuditLog.id)))).all())
         newest = (await db.exec(select(Manifest).order_by(col(Manifest.created_at).desc()).limit(1))).first()
@@ -183,7 +183,7 @@ async def verify_audit(rt: Runtime, report: Report, key: SigningKey | None = Non
                                    "was removed or altered (the newest audit entries were deleted?)")
 
 
-async def verify(rt: Runtime, key: SigningKey, session_id: str | None = None) -> Report:
+async def verify(rt: EvidenceAdapters, key: SigningKey, session_id: str | None = None) -> Report:
     report = Report()
     async with rt.db.session() as db:
         if session_id:

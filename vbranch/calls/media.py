@@ -27,25 +27,21 @@ from vbranch.domain.media_coverage import CoverageRules, PartyMedia, RecordingSp
 from vbranch.db.repositories import Sessions
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
 from vbranch.media.hub import MediaError, MediaHub
+from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
-from vbranch.sessions import SessionService
 
 log = logging.getLogger(__name__)
 
 
 class CallMedia:
-    def __init__(self, rt: Runtime, bus: MessageBus, sessions: SessionService) -> None:
+    def __init__(self, rt: Runtime, bus: MessageBus, sessions: SessionService, hub: MediaHub) -> None:
+        """`hub` is built in vbranch.bootstrap, which also sends its events to :meth:`media_event`."""
         self.rt = rt
         self.bus = bus
         self.sessions = sessions
         settings = rt.settings
         self.storage = rt.storage
-        self.hub = MediaHub(self.storage, rt.clock,
-                            [s.model_dump(exclude_none=True) for s in settings.ice_servers],
-                            mode=settings.media_mode, on_event=self._media_event,
-                            pair_wait_s=settings.media_pair_wait_s,
-                            connect_timeout_s=settings.media_connect_timeout_s,
-                            stall_after_s=settings.media_stall_after_s)
+        self.hub = hub
         self.rules = CoverageRules(max_gap_s=settings.evidence_max_gap_s,
                                    start_grace_s=settings.evidence_start_grace_s)
         self._agents: dict[str, str] = {}  # session id -> the agent's party, while the call runs
@@ -90,7 +86,7 @@ class CallMedia:
                "media.party_stalled": "stalled", "media.party_resumed": "connected",
                "media.party_not_connected": "not_connected"}
 
-    def _media_event(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
+    def media_event(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
         if kind == "media.keyframe_requested":  # a metric, and a count per recording, not a timeline row
             self.rt.metrics.keyframe_requests.labels(data.get("reason", "")).inc()
             return
