@@ -5,6 +5,7 @@ crash-safe recording, decode-on-demand taps.
 - :mod:`vbranch.media.forwarding` - receive hook, :class:`ForwardTrack`, keyframe relay
 - :mod:`vbranch.media.recorder` - per-party recording (:class:`RecordingResult`)
 - :mod:`vbranch.media.tap` - decoded video for the face check
+- :mod:`vbranch.media.stock` - aiortc's stock relay and recorder (``mode="stock"``, for bench/media.py)
 - :mod:`vbranch.media.synthetic` - pre-encoded clips and client peers (tests, bench)
 
 Names are imported lazily so ``import vbranch.media`` does not load aiortc.

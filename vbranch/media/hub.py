@@ -11,7 +11,8 @@ to the original sender; video is decoded only for taps; a transcoding fallback
 (decode + aiortc encode) is used only when the parties share no codec.
 
 ``mode="stock"``: aiortc's MediaRelay + MediaRecorder (decode, re-encode), kept
-to measure the difference (bench/media.py).
+to measure the difference (bench/media.py); it lives in :mod:`vbranch.media.stock`
+and is chosen per session in one place (``MediaHub._session``).
 
 Timeline events go to ``on_event(session_id, kind, data)``; ``data`` always has
 ``at`` (wall clock from the injected clock) and, once the call's start is known
@@ -52,7 +53,6 @@ Notes:
 - Threads: a 2-thread pool (``vbranch-media``) for fsync, hashing, tap and
   transcoding decodes; aiortc's default executor encodes only when
   transcoding (or always, in stock mode). The event loop never decodes.
-- In stock mode a party's reconnect is relayed but not re-recorded.
 """
 
 from __future__ import annotations
@@ -64,20 +64,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.contrib.media import MediaRecorder, MediaRelay
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from recordings.storage import RecordingStorage
-from recordings.writer import probe
 from vbranch.clock import Clock, SystemClock
 
 from .codecs import codec_key
@@ -85,8 +77,9 @@ from .forwarding import ForwardTrack, MediaSource, hook_sender_keyframes, tune_s
 from .health import PartyHealth
 from .ice import CandidateError, TrickledCandidate, candidate_message, parse_candidate, sanitize_offer
 from .negotiation import AUDIO_ORDER, choose, offered, prefer_codecs, variant
-from .recorder import PartyRecorder, RecordingResult, open_new_recording
-from .tap import StockVideoTap, VideoTap
+from .recorder import PartyRecorder, RecordingResult
+from .stock import StockCall, StockVideoTap, Transceivers
+from .tap import VideoTap
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +121,6 @@ class _Party:
     offer_seen: asyncio.Event = field(default_factory=asyncio.Event)
     health: PartyHealth | None = None
     recorder: PartyRecorder | None = None
-    # stock mode
-    remote_tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
-    senders: dict[str, RTCRtpSender] = field(default_factory=dict)
-    stock_recorder: MediaRecorder | None = None
-    stock_file: Any = None
-    stock_key: str | None = None
-    stock_started_at: float | None = None
 
 
 @dataclass(eq=False)
@@ -142,7 +128,7 @@ class _Session:
     id: str
     parties: dict[str, _Party]
     taps: set[Any] = field(default_factory=set)
-    relay: MediaRelay | None = None
+    stock: StockCall | None = None  # the stock path's relay and recorders (mode="stock")
     ended: bool = False
     opened_at: float = 0.0
     started_at: float | None = None  # the call's start (wall clock), for offsets
@@ -230,8 +216,10 @@ class MediaHub:
                     raise MediaError("the offer has no audio or video")
                 p.ignored = {"mdns": offer.mdns_dropped, "tcp": 0}
                 await self._await_peer_offer(session, p, pc)
-                if self.mode == "stock":
-                    self._wire_stock(session, p, pc)
+                if session.stock is not None:
+                    peer = session.parties[other_party(p.name)]
+                    transceivers = self._answer_transceivers(session, p, pc)
+                    session.stock.wire(p.name, peer.name, transceivers, peer.pc is not None)
                 else:
                     self._wire_passthrough(session, p, pc)
                 answer = await pc.createAnswer()
@@ -335,15 +323,12 @@ class MediaHub:
                     source.unsubscribe(p.recorder)
                 result = await p.recorder.close(self._get_executor())
                 p.recorder = None
-            elif p.stock_recorder is not None or p.stock_file is not None:
-                result = await self._finish_stock_recording(session, p)
+            elif session.stock is not None:
+                result = await session.stock.end_party(p.name, self._get_executor)
             if result is not None:
                 results.append(result)
             for source in p.sources.values():
                 source.close()
-            p.remote_tracks.clear()
-            p.senders.clear()
-        session.relay = None
         if not self._sessions:
             for task in (self._flusher, self._watcher):
                 if task is not None:
@@ -355,10 +340,8 @@ class MediaHub:
         """Decoded video of ``party`` while iterated (av.VideoFrame, or ndarray with format='bgr24')."""
         session = self._session(session_id, create=False)
         p = self._party(session, party)
-        if self.mode == "stock":
-            tap: Any = StockVideoTap(
-                session.relay, p.remote_tracks.get("video"), format=format, on_close=session.taps.discard
-            )
+        if session.stock is not None:
+            tap: Any = session.stock.tap(party, format=format, on_close=session.taps.discard)
         else:
             tap = VideoTap(
                 p.sources["video"],
@@ -453,12 +436,16 @@ class MediaHub:
                     },
                 )
             session = _Session(id=session_id, parties=parties, opened_at=self.clock.now())
-            if self.mode == "stock":
-                session.relay = MediaRelay()
             self._sessions[session_id] = session
-            self._ensure_flusher()
-            if self._watcher is None and self.mode == "passthrough":
-                self._watcher = asyncio.ensure_future(self._watch_loop())
+            # the one place the mode is chosen: a stock session carries its own relay and recorders;
+            # passthrough sessions are fsynced and watched for media health
+            if self.mode == "stock":
+                session.stock = StockCall(session_id, self.storage, self.clock, self.key_prefix,
+                                          partial(self._emit, session_id))
+            else:
+                self._ensure_flusher()
+                if self._watcher is None:
+                    self._watcher = asyncio.ensure_future(self._watch_loop())
         return session
 
     @staticmethod
@@ -474,10 +461,10 @@ class MediaHub:
 
         return emit
 
-    def _wire_passthrough(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
-        peer = session.parties[other_party(p.name)]
+    def _answer_transceivers(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> Transceivers:
+        """One audio and one video transceiver of the offer, answered sendrecv with the call's codec
+        first, as (kind, transceiver, the direction the party offered); any other is made inactive."""
         seen: set[str] = set()
-        sends: set[str] = set()
         for t in pc.getTransceivers():
             kind = t.kind
             if kind in seen or kind not in KINDS:
@@ -485,10 +472,16 @@ class MediaHub:
                 continue
             seen.add(kind)
             offer_dir = t._offerDirection or "inactive"
-            client_sends = offer_dir in ("recvonly", "sendrecv")
-            client_receives = offer_dir in ("sendonly", "sendrecv")
             t._codecs = self._order_codecs(session, p, kind, t._codecs)
             t.direction = "sendrecv"
+            yield kind, t, offer_dir
+
+    def _wire_passthrough(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
+        peer = session.parties[other_party(p.name)]
+        sends: set[str] = set()
+        for kind, t, offer_dir in self._answer_transceivers(session, p, pc):
+            client_sends = offer_dir in ("recvonly", "sendrecv")
+            client_receives = offer_dir in ("sendonly", "sendrecv")
             if client_sends:
                 p.sources[kind].attach(t.receiver)
                 sends.add(kind)
@@ -573,120 +566,6 @@ class MediaHub:
 
         return emit
 
-    def _wire_stock(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
-        peer = session.parties[other_party(p.name)]
-        relay = session.relay
-        assert relay is not None
-        seen: set[str] = set()
-        p.remote_tracks.clear()
-        p.senders.clear()
-        for t in pc.getTransceivers():
-            kind = t.kind
-            if kind in seen or kind not in KINDS:
-                t.direction = "inactive"
-                continue
-            seen.add(kind)
-            offer_dir = t._offerDirection or "inactive"
-            t._codecs = self._order_codecs(session, p, kind, t._codecs)
-            t.direction = "sendrecv"
-            if offer_dir in ("recvonly", "sendrecv") and t.receiver.track is not None:
-                p.remote_tracks[kind] = t.receiver.track
-            if offer_dir in ("sendonly", "sendrecv"):
-                p.senders[kind] = t.sender
-                if kind in peer.remote_tracks:
-                    t.sender.replaceTrack(relay.subscribe(peer.remote_tracks[kind]))
-        for kind, track in p.remote_tracks.items():
-            sender = peer.senders.get(kind)
-            if sender is not None and peer.pc is not None:
-                sender.replaceTrack(relay.subscribe(track))
-
-    async def _start_stock_recording(self, session: _Session, p: _Party) -> None:
-        if p.stock_recorder is not None or not p.remote_tracks or session.ended:
-            return
-        assert session.relay is not None
-        size = None
-        if "video" in p.remote_tracks:
-            # MediaRecorder sizes its video stream from the first frame, but if an
-            # audio packet is muxed first the header is written with no size and
-            # no video is ever recorded: learn the size before starting it.
-            probe_track = session.relay.subscribe(p.remote_tracks["video"], buffered=False)
-            try:
-                first = await asyncio.wait_for(probe_track.recv(), 10.0)
-                size = (first.width, first.height)
-            except (asyncio.TimeoutError, Exception):
-                log.warning("stock recording of %s/%s: no video frame", session.id, p.name)
-            finally:
-                probe_track.stop()
-            if session.ended or p.stock_recorder is not None:
-                return
-        key, fileobj = open_new_recording(self.storage, f"{self.key_prefix}{session.id}/{p.name}", "webm")
-        recorder = MediaRecorder(fileobj, format="webm")
-        for track in p.remote_tracks.values():
-            proxy = session.relay.subscribe(track)
-            recorder.addTrack(proxy)
-            if track.kind == "video" and size is not None:
-                context = recorder._MediaRecorder__tracks[proxy]  # noqa: SLF001 - see above
-                context.stream.width, context.stream.height = size
-                context.started = True  # so it does not resize an open encoder
-        p.stock_recorder, p.stock_file, p.stock_key = recorder, fileobj, key
-        p.stock_started_at = self.clock.now()
-        await recorder.start()
-        self._emit(
-            session.id,
-            "media.recording_started",
-            {
-                "party": p.name,
-                "storage_key": key,
-                "container": "webm",
-                "video_codec": "vp8" if "video" in p.remote_tracks else None,
-                "audio_codec": "opus" if "audio" in p.remote_tracks else None,
-                "started_at": p.stock_started_at,
-            },
-        )
-
-    async def _finish_stock_recording(self, session: _Session, p: _Party) -> RecordingResult | None:
-        recorder, fileobj, key = p.stock_recorder, p.stock_file, p.stock_key
-        p.stock_recorder = p.stock_file = None
-        if recorder is not None:
-            try:
-                await recorder.stop()
-            except Exception:
-                log.exception("stock recorder stop failed")
-        if fileobj is not None:
-            fileobj.close()
-        if key is None:
-            return None
-        loop = asyncio.get_running_loop()
-
-        def finish() -> Any:
-            stored = self.storage.finalize(key)
-            if stored.size_bytes == 0:
-                return stored, None
-            with self.storage.open_read(key) as fh:
-                return stored, probe(fh)
-
-        try:
-            stored, info = await loop.run_in_executor(self._get_executor(), finish)
-        except Exception:
-            log.exception("stock recording %s unreadable", key)
-            return None
-        result = RecordingResult(
-            party=p.name,
-            storage_key=key,
-            container="webm",
-            video_codec=info.video_codec if info else None,
-            audio_codec=info.audio_codec if info else None,
-            started_at=float(p.stock_started_at or 0.0),
-            duration_s=round(info.duration_s, 3) if info else 0.0,
-            size_bytes=stored.size_bytes,
-            sha256=stored.sha256,
-            video_frames=info.video_frames if info else 0,
-            audio_frames=info.audio_frames if info else 0,
-            finalised_at=self.clock.now(),
-        )
-        self._emit(session.id, "media.recording_finalised", result.as_dict())
-        return result
-
     def _on_connection_state(self, session: _Session, p: _Party, pc: RTCPeerConnection) -> None:
         if pc is not p.pc:
             return
@@ -704,8 +583,8 @@ class MediaHub:
                     "ignored_candidates": dict(p.ignored),
                 },
             )
-            if self.mode == "stock":
-                self._spawn(self._start_stock_recording(session, p))
+            if session.stock is not None:
+                self._spawn(session.stock.start_recording(p.name, lambda: session.ended))
         elif state in ("failed", "closed"):  # closed: the party hung up its connection (DTLS close)
             self._spawn(self._drop_failed(session, p, pc, "failed" if state == "failed" else "closed_by_party"))
 
@@ -841,7 +720,7 @@ class MediaHub:
         return self._executor
 
     def _ensure_flusher(self) -> None:
-        if self.fsync_interval_s and self._flusher is None and self.mode == "passthrough":
+        if self.fsync_interval_s and self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush_loop(self.fsync_interval_s))
 
     async def _flush_loop(self, interval: float) -> None:
