@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vbranch.auth import AuthError
-from vbranch.domain.errors import Conflict, DomainError, Invalid, NotFound, TooLarge
+from vbranch.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooLarge
 from vbranch.domain.session_state import IllegalTransition
 
 
@@ -36,7 +36,8 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 4
 
 
 # a service's domain error -> the HTTP status the REST API answers with
-DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Invalid: 422, TooLarge: 413, Conflict: 409}
+DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Invalid: 422, TooLarge: 413, Conflict: 409,
+                                                 Forbidden: 403}
 
 
 def install_error_handlers(app: FastAPI) -> None:
