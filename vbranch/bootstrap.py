@@ -20,6 +20,7 @@ from signaling.registry import Registry
 from vbranch.auth import TokenService, hash_api_key
 from vbranch.calls.coordinator import Coordinator, watchers
 from vbranch.calls.media import CallMedia
+from vbranch.calls.service import CallService
 from vbranch.clock import Clock, SystemClock
 from vbranch.config import Settings
 from vbranch.db.database import Database
@@ -43,6 +44,7 @@ class Branch:
     bus: LocalBus
     desk: QueueDesk
     media: CallMedia  # with its MediaHub as media.hub
+    calls: CallService
     coordinator: Coordinator
 
 
@@ -91,11 +93,14 @@ def bootstrap(settings: Settings, clock: Clock | None = None) -> Branch:
                    connect_timeout_s=settings.media_connect_timeout_s,
                    stall_after_s=settings.media_stall_after_s)
     media = CallMedia(rt, bus, sessions, hub)
-    coordinator = Coordinator(rt, sessions, registry, bus, desk, media)
+    calls = CallService(rt, sessions, registry, bus, desk, media)
+    coordinator = Coordinator(rt, sessions, registry, bus, desk, media, calls)
     # the callbacks, each from the part that notices to the part that acts
     hub.on_event = media.media_event  # media health, recordings: journaled and told to both parties
-    desk.on_call_started = media.call_started  # a connected call's media is watched from then
-    desk.on_call_over = coordinator.call_over  # presence and media teardown, recordings, the seal
+    desk.on_call_started = calls.call_started  # the call's rules and its media watch start
+    desk.on_agent_lost = calls.agent_lost  # the agent did not come back: the call is interrupted
+    desk.on_wrapup_over = calls.wrapup_over  # the session is completed
+    media.on_face_check = calls.face_check_finished  # a passed face check satisfies the checklist
     registry.on_gone = coordinator.party_gone  # a party's resume window passed
     return Branch(runtime=rt, sessions=sessions, registry=registry, bus=bus, desk=desk, media=media,
-                  coordinator=coordinator)
+                  calls=calls, coordinator=coordinator)

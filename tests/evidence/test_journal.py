@@ -20,7 +20,7 @@ from vbranch.db.database import Database
 from vbranch.db.models import AuditLog, CustomerSession, Service, TimelineEvent
 from vbranch.db.repositories import audit_record, timeline_record
 from vbranch.domain.evidence import verify_chain
-from vbranch.evidence.journal import EvidenceJournal, JournalError
+from vbranch.evidence.journal import EvidenceJournal, JournalError, SessionUpdate
 
 
 @pytest.fixture
@@ -131,3 +131,45 @@ async def test_flush_waits_for_everything_appended(db):
     await journal.close()
     with pytest.raises(JournalError):
         await journal.record(sid, "late", "x")
+
+
+async def test_session_updates_in_one_batch_apply_in_order_with_their_events(db):
+    """Updates are data: merged per session in the order made, written with their events in one commit."""
+    clock = FakeClock(1_000.0)
+    journal = EvidenceJournal(db, clock)
+    one, two = await new_session(db, clock), await new_session(db, clock)
+    journal.start_chain(one)
+    journal.start_chain(two)  # heads known: the four appends queue at once and share one batch
+    try:
+        await asyncio.gather(
+            journal.record(one, "state.offered", "router", change=SessionUpdate(one, {"state": "offered",
+                                                                                       "offered_at": 3.0})),
+            journal.record(two, "consent", "customer", change=SessionUpdate(two, {"consent": {"face": True}})),
+            journal.record(one, "state.connected", "agent", change=SessionUpdate(one, {"state": "connected",
+                                                                                        "connected_at": 5.0})),
+            journal.record(one, "state.queued", "router", change=SessionUpdate(one, {"state": "queued",
+                                                                                      "offered_at": None})))
+        assert journal.stats.commits == 1
+    finally:
+        await journal.close()
+    async with db.session() as s:
+        rows = {r.id: r for r in (await s.exec(select(CustomerSession))).all()}
+    assert (rows[one].state, rows[one].offered_at, rows[one].connected_at) == ("queued", None, 5.0)
+    assert (rows[two].state, rows[two].consent) == ("queued", {"face": True})
+    events, _ = await chains(db, one)
+    assert [e.kind for e in events] == ["state.offered", "state.connected", "state.queued"]
+
+
+async def test_a_session_update_the_database_refuses_fails_its_batch_and_writes_nothing(db):
+    clock = FakeClock(1_000.0)
+    journal = EvidenceJournal(db, clock)
+    sid = await new_session(db, clock)
+    try:
+        with pytest.raises(JournalError):
+            await journal.record(sid, "state.bogus", "x", change=SessionUpdate(sid, {"service_code": "no_such"}))
+        await journal.record(sid, "after", "x")  # the chain goes on from what was committed
+    finally:
+        await journal.close()
+    events, _ = await chains(db, sid)
+    assert [e.kind for e in events] == ["after"]
+    assert verify_chain((timeline_record(e), e.prev_hash, e.hash) for e in events) == []

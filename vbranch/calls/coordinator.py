@@ -1,7 +1,9 @@
-"""The live branch: the signaling handler for customers and staff.
+"""The WebSocket entry point's handler: each client message to the service that does it.
 
-Messages come in from the WebSocket endpoint; the routing engine (through the
-QueueDesk) decides; the database, the bus and the media hub carry it out.
+Messages come in from the WebSocket endpoint (signaling/endpoint.py); the queue
+(vbranch.queue: the desk and its routing engine), the calls capability
+(vbranch.calls.service) and the call media carry them out. Their domain errors
+become typed ``error`` messages here, and every staff action is audited.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from signaling.protocol import ProtocolError, server_message
 from signaling.registry import AttachError, Connection, Registry, customer_party, staff_party
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
 from vbranch.calls.media import CallMedia
-from vbranch.db.models import CustomerSession
-from vbranch.db.repositories import Accounts, Catalog, Sessions, Timeline
-from vbranch.domain.checklist import Checklist
+from vbranch.calls.service import CallService
+from vbranch.db.repositories import Accounts
 from vbranch.domain.errors import DomainError
 from vbranch.domain.routing_model import AgentState, RoutingError
 from vbranch.domain.session_state import FINAL, WAITING, SessionState
-from vbranch.evidence.manifests import seal_session
 from vbranch.queue.desk import QueueDesk
 from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
@@ -41,12 +41,12 @@ def watchers(registry: Registry) -> list[str]:
 
 
 class Coordinator:
-    """Built and wired in vbranch.bootstrap: the registry's ``on_gone`` is :meth:`party_gone` and the
-    desk's ``on_call_over`` is :meth:`call_over`."""
+    """Built and wired in vbranch.bootstrap: the registry's ``on_gone`` is :meth:`party_gone`."""
 
     def __init__(self, rt: Runtime, sessions: SessionService, registry: Registry, bus: MessageBus,
-                 desk: QueueDesk, media: CallMedia) -> None:
+                 desk: QueueDesk, media: CallMedia, calls: CallService) -> None:
         self.rt = rt
+        self.calls = calls
         self.sessions = sessions
         self.registry = registry
         self.bus = bus
@@ -88,6 +88,7 @@ class Coordinator:
         await self.desk.update_agent_skills(account_id)  # a logged-in agent's new skills apply at once
 
     async def services_changed(self) -> None:
+        self.calls.services_changed()
         await self.desk.reload_services()
 
     # -- signaling handler ----------------------------------------------
@@ -117,7 +118,7 @@ class Coordinator:
         try:
             reply = await method(conn, msg)
         except (RoutingError, DomainError) as exc:  # the services' errors, as typed WebSocket errors
-            raise ProtocolError(exc.code, exc.message, msg.id) from None
+            raise ProtocolError(exc.code, exc.message, msg.id, getattr(exc, "details", None)) from None
         if reply is not None:
             await conn.send(reply)
 
@@ -141,26 +142,16 @@ class Coordinator:
 
     async def _customer_gone(self, session_id: str, reason: str) -> None:
         engine = self.desk.engine
-        if engine.session(session_id) is not None:
+        if engine.session(session_id) is not None:  # still waiting: the visit ends here
             await self.desk.run(lambda: engine.abandon(session_id))
             await self.sessions.move(session_id, SessionState.ABANDONED, "customer", {"reason": reason},
                                      end_reason=reason)
             return
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(session_id)
-        if sess is not None and sess.state == SessionState.CONNECTED and sess.agent_id is not None:
-            await self._end_call(sess, SessionState.WRAP_UP if reason == "customer_left" else SessionState.INTERRUPTED,
-                                 "customer", reason, disposition=None, notes=None)
+        await self.calls.customer_gone(session_id, reason)
 
     async def _agent_gone(self, account_id: int) -> None:
         if self.desk.engine.agent(str(account_id)) is not None:
             await self.desk.run(lambda: self.desk.engine.agent_logout(str(account_id)))
-
-    async def call_over(self, session_id: str) -> None:
-        """Presence and media teardown once a call has ended: recordings are finalised here."""
-        self.registry.forget(customer_party(session_id))
-        await self.media.end(session_id)
-        await seal_session(self.rt, self.rt.signing_key, session_id)
 
     # -- greetings ---------------------------------------------------------
     async def on_ping(self, conn: Connection, msg: Any) -> dict:
@@ -176,8 +167,7 @@ class Coordinator:
 
     async def _customer_hello(self, conn: Connection, msg: Any) -> None:
         claims: JoinClaims = conn.identity
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(claims.session_id)
+        sess = await self.sessions.get(claims.session_id)
         if sess is None:
             raise ProtocolError("not_found", "this session does not exist", msg.id)
         if sess.state in FINAL:
@@ -222,12 +212,7 @@ class Coordinator:
         consent = {"recording": msg.recording, "face": msg.face,
                    "location": msg.location.model_dump(exclude_none=True) if msg.location else None,
                    "at": self.rt.clock.now()}
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(session_id)
-            sess.consent = consent
-            db.add(sess)
-            await db.commit()
-        await self.sessions.record(session_id, "consent", "customer", consent)
+        await self.sessions.set_consent(session_id, consent)
         return server_message("consent.recorded", msg.id, consent=consent)
 
     async def on_leave(self, conn: Connection, msg: Any) -> None:
@@ -264,128 +249,55 @@ class Coordinator:
         await self.desk.run(lambda: self.desk.engine.wrapup_done(agent_id))
         return ack(msg)
 
-    async def _own_call(self, conn: Connection, msg: Any) -> CustomerSession:
-        """The connected session this agent is handling, or a typed error."""
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(msg.session_id)
-        if sess is None or sess.agent_id != conn.identity.account_id:
-            raise ProtocolError("not_your_session", "you are not handling this session", msg.id)
-        if sess.state != SessionState.CONNECTED:
-            raise ProtocolError("invalid_state", f"the session is {sess.state}, not connected", msg.id)
-        return sess
-
-    async def _checklist(self, sess: CustomerSession) -> tuple[Checklist, set[str], bool]:
-        """The service's checklist, the steps marked so far, and whether a face check passed."""
-        async with self.rt.db.session() as db:
-            svc = await Catalog(db).service(sess.service_code)
-            events = await Timeline(db).of_kind(sess.id, "checklist.mark")
-            checks = await Sessions(db).face_checks(sess.id)
-        checklist = Checklist.model_validate({
-            "steps": svc.checklist if svc else [],
-            "require_complete_recordings": bool(svc and svc.require_complete_recordings)})
-        marked = {e.data.get("step") for e in events if e.kind == "checklist.mark"}
-        passed = any(c.match and (c.liveness or {}).get("passed") for c in checks)
-        return checklist, marked, passed
-
     async def on_checklist_mark(self, conn: Connection, msg: Any) -> dict | None:
-        sess = await self._own_call(conn, msg)
-        checklist, marked, passed = await self._checklist(sess)
-        step = checklist.step(msg.step)
-        if step is None:
-            raise ProtocolError("unknown_step", f"{sess.service_code} has no checklist step {msg.step!r}", msg.id)
-        if step.kind == "facecheck":
-            raise ProtocolError("step_automatic", f"{msg.step!r} is done by a passing face check", msg.id)
-        await self.sessions.record(sess.id, "checklist.mark", staff_party(sess.agent_id),
-                                   {"step": msg.step, "note": msg.note})
-        await self._audit(conn, "checklist.mark", sess.id, {"step": msg.step})
-        return ack(msg, session_id=sess.id, step=msg.step,
-                   checklist=checklist.status(marked | {msg.step}, passed))
+        marked = await self.calls.mark(conn.identity.account_id, msg.session_id, msg.step, msg.note)
+        await self._audit(conn, "checklist.mark", msg.session_id, {"step": msg.step})
+        return ack(msg, session_id=msg.session_id, step=msg.step, checklist=marked.checklist)
 
     async def on_session_end(self, conn: Connection, msg: Any) -> dict | None:
         if conn.role == "supervisor":
-            return await self._supervisor_end(conn, msg)
-        sess = await self._own_call(conn, msg)
-        checklist, marked, passed = await self._checklist(sess)
-        missing = checklist.missing(marked, passed)
-        if missing:
-            raise ProtocolError("checklist_incomplete",
-                                f"mandatory checklist steps not done: {', '.join(missing)}; finish them or ask "
-                                "a supervisor to end the call with a reason", msg.id,
-                                [{"field": "checklist", "problem": code, "kind": "missing_step"} for code in missing])
-        if checklist.require_complete_recordings:
-            issues = self.media.coverage(sess.id, sess.connected_at or self.rt.clock.now())
-            if issues:
-                raise ProtocolError(
-                    "evidence_incomplete",
-                    "this service needs both parties recorded for the whole call, and the recordings are not "
-                    "complete; reconnect the missing party or ask a supervisor to end the call with a reason",
-                    msg.id, [{"field": "recordings", "problem": i["reason"], "party": i["party"]} for i in issues])
-        await self._audit(conn, "session.end", sess.id, {"disposition": msg.disposition})
-        await self._end_call(sess, SessionState.WRAP_UP, staff_party(sess.agent_id), "completed",
-                             disposition=msg.disposition, notes=msg.notes)
-        return ack(msg, session_id=sess.id)
-
-    async def _supervisor_end(self, conn: Connection, msg: Any) -> dict | None:
-        if not msg.override_reason:
-            raise ProtocolError("missing_field", "a supervisor ending a call must give override_reason", msg.id)
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(msg.session_id)
-        if sess is None or sess.state != SessionState.CONNECTED:
-            raise ProtocolError("invalid_state", "only a connected session can be ended", msg.id)
-        actor = staff_party(conn.identity.account_id)
-        checklist, marked, passed = await self._checklist(sess)
-        await self._audit(conn, "session.override_end", sess.id,
-                          {"reason": msg.override_reason, "disposition": msg.disposition,
-                           "missing_steps": checklist.missing(marked, passed),
-                           "recording_issues": self.media.coverage(sess.id, sess.connected_at or self.rt.clock.now())})
-        await self._end_call(sess, SessionState.WRAP_UP, actor, "ended_by_supervisor",
-                             disposition=msg.disposition, notes=msg.notes)
-        return ack(msg, session_id=sess.id)
-
-    async def _end_call(self, sess: CustomerSession, target: SessionState, actor: str, reason: str,
-                        disposition: str | None, notes: str | None) -> None:
-        agent_id = str(sess.agent_id)
-        await self.sessions.move(sess.id, target, actor, {"reason": reason, "disposition": disposition},
-                                 end_reason=reason, disposition=disposition, notes=notes)
-        await self.bus.publish(customer_party(sess.id), server_message("session.ended", reason=reason))
-        await self.bus.publish(staff_party(agent_id), server_message("session.ended", session_id=sess.id,
-                                                                     reason=reason))
-        # recordings and the seal, then (after the wrap-up) the session's completion, as the session's
-        # follow-ups: the agent's ack does not wait for them (settled() does)
-        self.desk.follow_up(sess.id, self.call_over(sess.id))
-        view = self.desk.engine.agent(agent_id)
-        if view is not None and view.state == AgentState.BUSY:
-            await self.desk.run(lambda: self.desk.engine.end_call(agent_id, sess.id))
+            ended = await self.calls.override_end(conn.identity.account_id, msg.session_id, msg.override_reason,
+                                                  msg.disposition, msg.notes)
+            await self._audit(conn, "session.override_end", msg.session_id,
+                              {"reason": ended.override_reason, "disposition": ended.disposition,
+                               "missing_steps": list(ended.missing_steps),
+                               "recording_issues": list(ended.recording_issues)})
+        else:
+            await self.calls.end(conn.identity.account_id, msg.session_id, msg.disposition, msg.notes)
+            await self._audit(conn, "session.end", msg.session_id, {"disposition": msg.disposition})
+        return ack(msg, session_id=msg.session_id)
 
     # -- media and face check ------------------------------------------------
     async def _media_party(self, conn: Connection, msg: Any) -> tuple[str, str]:
-        """(session id, party) for a media message; only a connected call has media."""
+        """(session id, party) for a media message; only a live call has media."""
         if conn.role == "customer":
-            async with self.rt.db.session() as db:
-                sess = await Sessions(db).get(conn.identity.session_id)
-            if sess is None or sess.state != SessionState.CONNECTED:
-                raise ProtocolError("invalid_state", "media starts once an agent has taken the call", msg.id)
-            return sess.id, "customer"
+            try:
+                call = await self.calls.call(conn.identity.session_id)
+            except DomainError:
+                raise ProtocolError("invalid_state", "media starts once an agent has taken the call", msg.id) from None
+            return call.session_id, "customer"
         if msg.session_id is None:
             raise ProtocolError("missing_field", "missing field(s): session_id", msg.id)
-        return (await self._own_call(conn, msg)).id, "agent"
+        return (await self.calls.own_call(conn.identity.account_id, msg.session_id)).session_id, "agent"
 
     async def on_rtc_offer(self, conn: Connection, msg: Any) -> None:
         session_id, party = await self._media_party(conn, msg)
-        for reply in await self.media.offer(session_id, party, msg.sdp, msg.id):
-            await conn.send(reply)  # the answer first, then the hub's candidates
+        answer, candidates = await self.media.offer(session_id, party, msg.sdp)
+        await conn.send(server_message("rtc.answer", msg.id, sdp=answer, session_id=session_id))
+        for candidate in candidates:  # then the hub's own candidates (the last one null: no more)
+            await conn.send(server_message("rtc.ice", candidate=candidate, session_id=session_id))
 
     async def on_rtc_ice(self, conn: Connection, msg: Any) -> dict | None:
         session_id, party = await self._media_party(conn, msg)
         candidate = msg.candidate.model_dump() if msg.candidate else None
-        status = await self.media.ice(session_id, party, candidate, msg.id)
+        status = await self.media.ice(session_id, party, candidate)
         return ack(msg, status=status)
 
     async def on_facecheck_start(self, conn: Connection, msg: Any) -> dict | None:
-        sess = await self._own_call(conn, msg)
-        await self.media.start_face_check(sess.id, sess.agent_id, msg.id)
-        await self._audit(conn, "facecheck.start", sess.id, {})
-        return ack(msg, session_id=sess.id)
+        call = await self.calls.own_call(conn.identity.account_id, msg.session_id)
+        await self.media.start_face_check(call.session_id, call.agent_id)
+        await self._audit(conn, "facecheck.start", call.session_id, {})
+        return ack(msg, session_id=call.session_id)
 
     # -- supervisor ------------------------------------------------------------
     async def on_agent_set_status(self, conn: Connection, msg: Any) -> dict | None:

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from recordings.playback import ensure_playable, needs_copy
 from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
-from signaling.protocol import ProtocolError, server_message
+from signaling.protocol import server_message
 from sqlalchemy import update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vbranch.db.models import CustomerSession, FaceCheck, Recording
 from vbranch.domain.media_coverage import CoverageRules, PartyMedia, RecordingSpan, coverage_issues
 from vbranch.db.repositories import Sessions
+from vbranch.domain.errors import Conflict, Invalid
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
 from vbranch.media.hub import MediaError, MediaHub
 from vbranch.queue.sessions import SessionService
@@ -48,6 +50,7 @@ class CallMedia:
         self._started: dict[str, float] = {}  # session id -> when its call connected
         self._journaling: dict[str, set[asyncio.Task]] = {}  # media events on their way to the journal
         self._checks: dict[str, asyncio.Task] = {}
+        self.on_face_check: Callable[[str, bool], None] | None = None  # the call hears whether it passed
         self._tasks: set[asyncio.Task] = set()
 
     async def close(self) -> None:
@@ -64,23 +67,20 @@ class CallMedia:
         self._started[session_id] = started_at
         self.hub.open_session(session_id, started_at=started_at)
 
-    async def offer(self, session_id: str, party: str, sdp: str, ref: Any) -> list[dict[str, Any]]:
-        """The answer, then the hub's own candidates as ``rtc.ice`` (the last one null: no more)."""
+    async def offer(self, session_id: str, party: str, sdp: str) -> tuple[str, list[dict[str, Any]]]:
+        """The hub's answer and its own candidates; Invalid ``invalid_sdp`` for an offer it refuses."""
         try:
             answer = await self.hub.handle_offer(session_id, party, sdp)
-            candidates = self.hub.local_candidates(session_id, party)
+            return answer, self.hub.local_candidates(session_id, party)
         except (MediaError, ValueError) as exc:
-            raise ProtocolError("invalid_sdp", f"the SDP offer was refused: {exc}"[:300], ref) from None
-        named = {"session_id": session_id}
-        return [server_message("rtc.answer", ref, sdp=answer, **named)] + [
-            server_message("rtc.ice", candidate=c, **named) for c in candidates]
+            raise Invalid("invalid_sdp", f"the SDP offer was refused: {exc}"[:300]) from None
 
-    async def ice(self, session_id: str, party: str, candidate: dict[str, Any] | None, ref: Any) -> str:
+    async def ice(self, session_id: str, party: str, candidate: dict[str, Any] | None) -> str:
         """What became of a trickled candidate: added, queued, end or ignored:<why>."""
         try:
             return await self.hub.add_ice(session_id, party, candidate)
         except (MediaError, ValueError) as exc:
-            raise ProtocolError("invalid_candidate", f"the ICE candidate was refused: {exc}"[:300], ref) from None
+            raise Invalid("invalid_candidate", f"the ICE candidate was refused: {exc}"[:300]) from None
 
     _STATES = {"media.party_connected": "connected", "media.party_disconnected": "lost",
                "media.party_stalled": "stalled", "media.party_resumed": "connected",
@@ -188,18 +188,18 @@ class CallMedia:
         return rows
 
     # -- face check --------------------------------------------------------
-    async def start_face_check(self, session_id: str, agent_id: int, ref: Any) -> None:
+    async def start_face_check(self, session_id: str, agent_id: int) -> None:
         if session_id in self._checks:
-            raise ProtocolError("facecheck_running", "a face check is already running for this session", ref)
+            raise Conflict("facecheck_running", "a face check is already running for this session")
         async with self.rt.db.session() as db:
             sess = await Sessions(db).get(session_id)
             photo = await Sessions(db).reference_photo(session_id)
         if not (sess.consent or {}).get("face"):
-            raise ProtocolError("consent_required", "the customer has not consented to face processing", ref)
+            raise Conflict("consent_required", "the customer has not consented to face processing")
         if photo is None:
-            raise ProtocolError("no_reference_photo", "this session has no reference photo to compare with", ref)
+            raise Conflict("no_reference_photo", "this session has no reference photo to compare with")
         if session_id not in self.hub.sessions() or not self.hub.stats(session_id).get("customer", {}).get("connected"):
-            raise ProtocolError("no_customer_video", "the customer's video is not connected yet", ref)
+            raise Conflict("no_customer_video", "the customer's video is not connected yet")
         task = asyncio.create_task(self._run_check(session_id, agent_id, photo.data))
         self._checks[session_id] = task
         task.add_done_callback(lambda _t: self._checks.pop(session_id, None))
@@ -240,6 +240,8 @@ class CallMedia:
         async with self.rt.db.session() as db:
             db.add(row)
             await db.commit()
+        if self.on_face_check is not None:
+            self.on_face_check(session_id, row.match and bool(row.liveness.get("passed")))
         summary = {"match": row.match, "distance": row.distance, "threshold": row.threshold,
                    "liveness": row.liveness, "reasons": row.reasons}
         await self.sessions.record(session_id, "facecheck.result", "system", summary)

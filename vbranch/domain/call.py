@@ -123,9 +123,9 @@ class Call:
 
     def override_end(self, reason: str | None, disposition: str | None, notes: str | None,
                      recording_issues: Sequence[dict[str, Any]] = ()) -> CallEnded:
-        self._check_live()
         if not reason:
             raise Invalid("missing_field", "a supervisor ending a call must give override_reason")
+        self._check_live()
         return self._end(SessionState.WRAP_UP, "ended_by_supervisor", disposition=disposition, notes=notes,
                          override_reason=reason, missing_steps=tuple(self.missing()),
                          recording_issues=tuple(recording_issues))

@@ -10,7 +10,11 @@ Every timeline event and audit row goes through :class:`EvidenceJournal`:
   the branch acknowledges is in the journal before anyone is told, and many
   concurrent appends cost one commit.
 - **State change and event together.** ``record(..., change=...)`` runs the
-  change (e.g. a session's new state) in the same transaction as the event.
+  change in the same transaction as the event. A session's new column values
+  are a ``SessionUpdate`` (data, not code): the batch's updates are merged per
+  session in order and written in one statement per shape, so a batch costs a
+  handful of round trips to the database whatever its size (each round trip
+  waits for the event loop, which is busy exactly when batches are big).
 - **No forks.** The database refuses a second row on a chain position
   (timeline: unique ``(session_id, seq)``; audit: unique ``prev_hash``). If
   another writer (another process) took the position, the batch is rolled
@@ -29,14 +33,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vbranch.clock import Clock
 from vbranch.db.database import Database
-from vbranch.db.models import AuditLog, TimelineEvent
+from vbranch.db.models import AuditLog, CustomerSession, TimelineEvent
 from vbranch.db.repositories import audit_record, timeline_record
 from vbranch.domain.evidence import GENESIS, chain_hash
 
@@ -48,6 +52,14 @@ MAX_ATTEMPTS = 5
 Change = Callable[[AsyncSession], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class SessionUpdate:
+    """New values for one customer session's columns, committed with the event that records them."""
+
+    session_id: str
+    values: dict[str, Any]
+
+
 class JournalError(Exception):
     """An append could not be made durable (after retries)."""
 
@@ -55,7 +67,7 @@ class JournalError(Exception):
 @dataclass(eq=False)
 class _Entry:
     row: TimelineEvent | AuditLog
-    change: Change | None
+    change: Change | SessionUpdate | None
     done: asyncio.Future[Any]
     attempts: int = 0
 
@@ -98,7 +110,7 @@ class EvidenceJournal:
 
     # ---------------------------------------------------------------- appends
     async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None, *,
-                     at: float | None = None, change: Change | None = None) -> TimelineEvent:
+                     at: float | None = None, change: Change | SessionUpdate | None = None) -> TimelineEvent:
         """Append one event to a session's timeline; returns once it is committed."""
         return await self._tracked(self._record(session_id, kind, actor, data, at, change), session_id)
 
@@ -123,7 +135,7 @@ class EvidenceJournal:
         return await asyncio.shield(task)  # a cancelled caller does not cancel the append
 
     async def _record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None,
-                      at: float | None, change: Change | None) -> TimelineEvent:
+                      at: float | None, change: Change | SessionUpdate | None) -> TimelineEvent:
         head = await self._timeline_head(session_id)
         ev = TimelineEvent(session_id=session_id, seq=head.seq + 1, at=self.clock.now() if at is None else at,
                            kind=kind, actor=actor, data=_plain(data), prev_hash=head.hash, hash="")
@@ -218,7 +230,7 @@ class EvidenceJournal:
         return _Head(0, last.hash if last else GENESIS)
 
     # ---------------------------------------------------------------- writer
-    async def _submit(self, row: TimelineEvent | AuditLog, change: Change | None) -> TimelineEvent | AuditLog:
+    async def _submit(self, row: TimelineEvent | AuditLog, change: Change | SessionUpdate | None) -> TimelineEvent | AuditLog:
         entry = _Entry(row, change, asyncio.get_running_loop().create_future())
         self._queue.append(entry)
         self._ensure_writer()
@@ -246,9 +258,10 @@ class EvidenceJournal:
             try:
                 async with self.db.session() as s:
                     for entry in batch:  # state changes first (a new session's row before its events)
-                        if entry.change is not None:
+                        if entry.change is not None and not isinstance(entry.change, SessionUpdate):
                             await entry.change(s)
                     await s.flush()
+                    await self._update_sessions(s, batch)
                     await self._insert_rows(s, batch)
                     await s.commit()
             except (IntegrityError, OperationalError) as exc:
@@ -264,7 +277,8 @@ class EvidenceJournal:
                 log.warning("journal batch of %d retried: %s", len(batch), type(exc).__name__)
                 for entry in batch:  # fresh rows: the failed transaction may have left ids on them
                     entry.row = _fresh(entry.row)
-                await self._rechain(batch)
+                # the chains of rows given up on are in doubt too: their heads come from the database again
+                await self._rechain(batch, also={e.row.session_id for e in failed if isinstance(e.row, TimelineEvent)})
                 await asyncio.sleep(0.01 * min(entry.attempts for entry in batch) if batch else 0)
                 continue
             except Exception as exc:  # a broken change or row: its callers hear of it
@@ -283,6 +297,16 @@ class EvidenceJournal:
                 if not entry.done.done():
                     entry.done.set_result(None)
             return
+
+    @staticmethod
+    async def _update_sessions(s: AsyncSession, batch: list[_Entry]) -> None:
+        """The batch's session updates, merged per session in order, one bulk UPDATE by primary key."""
+        merged: dict[str, dict[str, Any]] = {}
+        for entry in batch:
+            if isinstance(entry.change, SessionUpdate):
+                merged.setdefault(entry.change.session_id, {}).update(entry.change.values)
+        if merged:
+            await s.exec(update(CustomerSession), params=[{"id": sid, **values} for sid, values in merged.items()])
 
     @staticmethod
     async def _insert_rows(s: AsyncSession, batch: list[_Entry]) -> None:

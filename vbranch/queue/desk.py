@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,8 +94,11 @@ class QueueDesk:
         self._wrapping: dict[str, str] = {}  # agent id -> session in wrap-up
         self._wallboard_dirty = True
         self._joined_at: dict[str, float] = {}  # for the join-to-offer metric
-        self.on_call_over: Callable[[str], Any] | None = None  # media teardown hook
-        self.on_call_started: Callable[[str, int, float], Any] | None = None  # media watch hook
+        # the calls capability's hooks (wired in vbranch.bootstrap): a call has connected; its agent is
+        # gone for good; the agent's wrap-up is over
+        self.on_call_started: Callable[[str, int, float], Awaitable[None]] | None = None
+        self.on_agent_lost: Callable[[str, str], Awaitable[None]] | None = None
+        self.on_wrapup_over: Callable[[str], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         async with self.rt.db.session() as db:
@@ -224,7 +227,7 @@ class QueueDesk:
                                    server_message("offer.revoked", session_id=ev.session_id, reason=ev.reason))
         elif isinstance(ev, SessionConnected):
             if self.on_call_started and sess is not None:
-                self.on_call_started(ev.session_id, int(ev.agent_id), sess.connected_at)
+                await self.on_call_started(ev.session_id, int(ev.agent_id), sess.connected_at)
             await self.bus.publish(staff_party(ev.agent_id),
                                    server_message("session.connected", session_id=ev.session_id))
             await self.bus.publish(customer_party(ev.session_id), server_message(
@@ -233,15 +236,15 @@ class QueueDesk:
             pass  # the caller that removed the session has already recorded why
         elif isinstance(ev, CallEnded):
             self._wrapping[ev.agent_id] = ev.session_id
-            if ev.reason == "agent_left":
-                self.follow_up(ev.session_id, self._interrupt(ev.session_id, "agent_lost"))
+            if ev.reason == "agent_left" and self.on_agent_lost:
+                self.follow_up(ev.session_id, self.on_agent_lost(ev.session_id, "agent_lost"))
         elif isinstance(ev, AgentStateChanged):
             await self.bus.publish(staff_party(ev.agent_id), server_message(
                 "agent.status", status=str(ev.new), until=ev.until))
             if ev.old == AgentState.WRAP_UP or ev.new == AgentState.OFFLINE:  # wrap-up over (or agent gone)
                 session_id = self._wrapping.pop(ev.agent_id, None)
-                if session_id:
-                    self.follow_up(session_id, self._complete(session_id))
+                if session_id and self.on_wrapup_over:
+                    self.follow_up(session_id, self.on_wrapup_over(session_id))
 
     async def settled(self, session_id: str) -> None:
         """Wait until the session's follow-ups (including ones they queue) are done."""
@@ -267,24 +270,6 @@ class QueueDesk:
         task.add_done_callback(lambda t: self._followups.pop(session_id, None)
                                if self._followups.get(session_id) is t else None)
         return task
-
-    async def _interrupt(self, session_id: str, reason: str) -> None:
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(session_id)
-        if sess is not None and sess.state == SessionState.CONNECTED:
-            await self.sessions.move(session_id, SessionState.INTERRUPTED, "system", {"reason": reason},
-                                     end_reason=reason)
-            await self.bus.publish(customer_party(session_id), server_message("session.ended", reason=reason))
-            if self.on_call_over:
-                await self.on_call_over(session_id)
-
-    async def _complete(self, session_id: str) -> None:
-        async with self.rt.db.session() as db:
-            sess = await Sessions(db).get(session_id)
-        if sess is not None and sess.state in (SessionState.WRAP_UP, SessionState.INTERRUPTED):
-            if sess.state == SessionState.INTERRUPTED:
-                await self.sessions.move(session_id, SessionState.WRAP_UP, "system")
-            await self.sessions.move(session_id, SessionState.COMPLETED, "system")
 
     async def _announce_positions(self, updates: list[PositionUpdate]) -> None:
         now = self.rt.clock.now()
@@ -355,15 +340,22 @@ class QueueDesk:
                 log.exception("queue timer step failed")
 
     async def _push_wallboard(self) -> None:
+        watchers = self._watchers()
+        if not watchers:  # the gauges only: the agent list is not built for nobody
+            self._gauge_waiting(self.engine.stats())
+            return
         stats = await self.stats()
-        for party in self._watchers():
+        for party in watchers:
             await self.bus.publish(party, server_message("wallboard.update", **stats))
+
+    def _gauge_waiting(self, s: Any) -> None:
+        for svc in s.services.values():
+            self.rt.metrics.queue_waiting.labels(svc.service).set(svc.waiting)
 
     # -- queries ---------------------------------------------------------
     async def stats(self) -> dict[str, Any]:
         s = self.engine.stats()
-        for svc in s.services.values():
-            self.rt.metrics.queue_waiting.labels(svc.service).set(svc.waiting)
+        self._gauge_waiting(s)
         agents = [{"id": int(a.agent_id), "name": self._names.get(a.agent_id, a.agent_id), "state": str(a.state),
                    "since": a.since, "session_id": a.session_id} for a in self.engine.agents()]
         return {

@@ -11,13 +11,13 @@ import uuid
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vbranch.db.models import CustomerSession, ReferencePhoto
 from vbranch.db.repositories import Catalog, Sessions
 from vbranch.domain.errors import Invalid, NotFound, TooLarge
 from vbranch.domain.session_state import FINAL, SessionState, transition
+from vbranch.evidence.journal import SessionUpdate
 from vbranch.facecheck import ReferencePhotoError
 from vbranch.runtime import Runtime
 
@@ -116,6 +116,30 @@ class SessionService:
         await self.rt.journal.audit(actor, "session.reference_photo", session_id, {"sha256": digest})
         return digest
 
+    async def get(self, session_id: str) -> CustomerSession | None:
+        """A session's live fields (state, agent, times, consent, service, priority).
+
+        A live session is read once and then kept as move() and set_consent() leave it, so the
+        hot path (hello, media, the end of a call) does not read the database; columns written
+        elsewhere (evidence flags, photos) are read from the database by whoever needs them.
+        """
+        sess = self._known.get(session_id)
+        if sess is None:
+            async with self.rt.db.session() as db:
+                sess = await Sessions(db).get(session_id)
+            if sess is not None and sess.state not in FINAL:
+                self._known.setdefault(session_id, sess)
+        return sess
+
+    async def set_consent(self, session_id: str, consent: dict[str, Any]) -> None:
+        """The customer's consent, stored on the session and on its timeline in one commit."""
+        async with self._locks.setdefault(session_id, asyncio.Lock()):  # not interleaved with a move
+            await self.rt.journal.record(session_id, "consent", "customer", consent,
+                                         change=SessionUpdate(session_id, {"consent": consent}))
+            known = self._known.get(session_id)
+            if known is not None:
+                self._known[session_id] = CustomerSession.model_validate({**known.model_dump(), "consent": consent})
+
     async def move(self, session_id: str, target: SessionState, actor: str,
                    data: dict[str, Any] | None = None, **changes: Any) -> CustomerSession:
         """Apply one state change (checked by the state machine); the row and its timeline event commit together.
@@ -136,12 +160,10 @@ class SessionService:
             if target in ENDED and sess.ended_at is None and "ended_at" not in changes:
                 values["ended_at"] = now
 
-            async def apply(db: AsyncSession) -> None:
-                await db.exec(update(CustomerSession).where(CustomerSession.id == session_id).values(**values))
-
             try:
                 await self.rt.journal.record(session_id, f"state.{target}", actor,
-                                             {"from": previous, **(data or {})}, at=now, change=apply)
+                                             {"from": previous, **(data or {})}, at=now,
+                                             change=SessionUpdate(session_id, values))
             except BaseException:
                 self._known.pop(session_id, None)  # read it again next time
                 raise
