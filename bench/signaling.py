@@ -145,6 +145,7 @@ async def run(args) -> dict:
 
     before = await server_metrics(args.base)
     start_cpu = cpu_seconds(args.server_pid)
+    start_client_cpu = time.process_time()
     t0 = time.perf_counter()
     tasks = []
     for i, token in enumerate(join_tokens):
@@ -156,6 +157,7 @@ async def run(args) -> dict:
         pass
     elapsed = time.perf_counter() - t0
     server_cpu = cpu_seconds(args.server_pid) - start_cpu
+    client_cpu = time.process_time() - start_client_cpu
     await asyncio.sleep(2.0)  # the last calls end and complete
     after = await server_metrics(args.base)
     commits = metric(after, "vbranch_db_commits_total") - metric(before, "vbranch_db_commits_total")
@@ -172,6 +174,7 @@ async def run(args) -> dict:
             "customers_connected": len(customers), "offered": len(lat), "elapsed_s": round(elapsed, 2),
             "join_to_offer_ms": {"p50": round(q[49], 2), "p99": round(q[98], 2), "max": round(lat[-1], 2)},
             "server_cpu_cores": round(server_cpu / elapsed, 3),
+            "client_cpu_cores": round(client_cpu / elapsed, 3),  # near 1.0: the bench itself is the limit
             "database": args.database, "calls_completed": int(completed),
             "db_commits_per_completed_call": round(commits / completed, 2) if completed else None,
             "journal_rows_per_commit": round(journal_rows / journal_commits, 1) if journal_commits else None,

@@ -12,7 +12,6 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import update
 from sqlmodel import col, select
 
 from vbranch.clock import FakeClock
@@ -94,12 +93,8 @@ async def test_a_state_change_and_its_event_commit_together(db):
     journal = EvidenceJournal(db, clock)
     sid = await new_session(db, clock)
 
-    async def connect(s):
-        await s.exec(update(CustomerSession).where(CustomerSession.id == sid).values(state="connected"))
-
-    async def broken(s):
-        await s.exec(update(CustomerSession).where(CustomerSession.id == sid).values(state="completed"))
-        raise RuntimeError("the change failed half way")
+    connect = SessionUpdate(sid, {"state": "connected"})
+    broken = SessionUpdate(sid, {"state": "completed", "consent": {"not json": object()}})
 
     try:
         await journal.record(sid, "state.connected", "agent", change=connect)
@@ -158,6 +153,11 @@ async def test_session_updates_in_one_batch_apply_in_order_with_their_events(db)
     assert (rows[two].state, rows[two].consent) == ("queued", {"face": True})
     events, _ = await chains(db, one)
     assert [e.kind for e in events] == ["state.offered", "state.connected", "state.queued"]
+
+
+def test_a_session_update_names_real_columns_only():
+    with pytest.raises(ValueError, match="no_such_column"):
+        SessionUpdate("s", {"state": "queued", "no_such_column": 1})
 
 
 async def test_a_session_update_the_database_refuses_fails_its_batch_and_writes_nothing(db):

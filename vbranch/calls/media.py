@@ -20,13 +20,12 @@ from recordings.playback import ensure_playable, needs_copy
 from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
 from signaling.protocol import server_message
-from sqlalchemy import update
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from vbranch.db.models import CustomerSession, FaceCheck, Recording
+from vbranch.db.models import FaceCheck, Recording
 from vbranch.domain.media_coverage import CoverageRules, PartyMedia, RecordingSpan, coverage_issues
 from vbranch.db.repositories import Sessions
 from vbranch.domain.errors import Conflict, Invalid
+from vbranch.evidence.journal import SessionUpdate
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
 from vbranch.media.hub import MediaError, MediaHub
 from vbranch.queue.sessions import SessionService
@@ -175,12 +174,10 @@ class CallMedia:
                      for r in results if r.duration_s > 0}
             issues = self._issues(started_at, ended_at, health, spans)
 
-            async def flag(db: AsyncSession) -> None:  # the session's flag and its event commit together
-                await db.exec(update(CustomerSession).where(CustomerSession.id == session_id)
-                              .values(evidence_issues=issues))
-
+            # the session's flag and its event commit together
             await self.rt.journal.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
-                                         "system", {"issues": issues}, change=flag)
+                                         "system", {"issues": issues},
+                                         change=SessionUpdate(session_id, {"evidence_issues": issues}))
         for row in rows:  # the browser's MP4 copy of an H.264 recording, made now rather than at first replay
             if needs_copy(row.container, row.video_codec):
                 self._spawn(asyncio.get_running_loop().run_in_executor(None, ensure_playable, self.storage,

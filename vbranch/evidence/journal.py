@@ -9,12 +9,13 @@ Every timeline event and audit row goes through :class:`EvidenceJournal`:
   transaction; a caller's ``await`` returns once its row is durable, so what
   the branch acknowledges is in the journal before anyone is told, and many
   concurrent appends cost one commit.
-- **State change and event together.** ``record(..., change=...)`` runs the
-  change in the same transaction as the event. A session's new column values
-  are a ``SessionUpdate`` (data, not code): the batch's updates are merged per
-  session in order and written in one statement per shape, so a batch costs a
-  handful of round trips to the database whatever its size (each round trip
-  waits for the event loop, which is busy exactly when batches are big).
+- **State change and event together.** ``record(..., change=...)`` commits
+  the change in the same transaction as the event. Changes are data, not code:
+  ``SessionUpdate`` (a session's new column values; the batch's updates are
+  merged per session in order and written in one statement) and ``NewRows``
+  (rows to insert, optionally replacing). So a batch costs a handful of round
+  trips to the database whatever its size: each round trip waits for the
+  event loop, which is busy exactly when batches are big.
 - **No forks.** The database refuses a second row on a chain position
   (timeline: unique ``(session_id, seq)``; audit: unique ``prev_hash``). If
   another writer (another process) took the position, the batch is rolled
@@ -29,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vbranch.clock import Clock
@@ -49,15 +51,31 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 MAX_ATTEMPTS = 5
 
-Change = Callable[[AsyncSession], Awaitable[None]]
-
-
 @dataclass(frozen=True)
 class SessionUpdate:
     """New values for one customer session's columns, committed with the event that records them."""
 
     session_id: str
     values: dict[str, Any]
+
+    def __post_init__(self) -> None:  # a bulk update would ignore a misspelt column silently
+        unknown = set(self.values) - set(CustomerSession.model_fields)
+        if unknown:
+            raise ValueError(f"customer_session has no column(s) {', '.join(sorted(unknown))}")
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """Rows inserted with the event (a new session and its photo, a sealed manifest).
+
+    ``replace``: a row with the same primary key is deleted first (a manifest sealed again).
+    """
+
+    rows: tuple[SQLModel, ...]
+    replace: bool = False
+
+
+Change = SessionUpdate | NewRows
 
 
 class JournalError(Exception):
@@ -67,7 +85,7 @@ class JournalError(Exception):
 @dataclass(eq=False)
 class _Entry:
     row: TimelineEvent | AuditLog
-    change: Change | SessionUpdate | None
+    change: Change | None
     done: asyncio.Future[Any]
     attempts: int = 0
 
@@ -110,7 +128,7 @@ class EvidenceJournal:
 
     # ---------------------------------------------------------------- appends
     async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None, *,
-                     at: float | None = None, change: Change | SessionUpdate | None = None) -> TimelineEvent:
+                     at: float | None = None, change: Change | None = None) -> TimelineEvent:
         """Append one event to a session's timeline; returns once it is committed."""
         return await self._tracked(self._record(session_id, kind, actor, data, at, change), session_id)
 
@@ -135,7 +153,7 @@ class EvidenceJournal:
         return await asyncio.shield(task)  # a cancelled caller does not cancel the append
 
     async def _record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None,
-                      at: float | None, change: Change | SessionUpdate | None) -> TimelineEvent:
+                      at: float | None, change: Change | None) -> TimelineEvent:
         head = await self._timeline_head(session_id)
         ev = TimelineEvent(session_id=session_id, seq=head.seq + 1, at=self.clock.now() if at is None else at,
                            kind=kind, actor=actor, data=_plain(data), prev_hash=head.hash, hash="")
@@ -230,7 +248,7 @@ class EvidenceJournal:
         return _Head(0, last.hash if last else GENESIS)
 
     # ---------------------------------------------------------------- writer
-    async def _submit(self, row: TimelineEvent | AuditLog, change: Change | SessionUpdate | None) -> TimelineEvent | AuditLog:
+    async def _submit(self, row: TimelineEvent | AuditLog, change: Change | None) -> TimelineEvent | AuditLog:
         entry = _Entry(row, change, asyncio.get_running_loop().create_future())
         self._queue.append(entry)
         self._ensure_writer()
@@ -257,10 +275,7 @@ class EvidenceJournal:
         while batch:
             try:
                 async with self.db.session() as s:
-                    for entry in batch:  # state changes first (a new session's row before its events)
-                        if entry.change is not None and not isinstance(entry.change, SessionUpdate):
-                            await entry.change(s)
-                    await s.flush()
+                    await self._insert_new_rows(s, batch)  # new rows first (a new session before its events)
                     await self._update_sessions(s, batch)
                     await self._insert_rows(s, batch)
                     await s.commit()
@@ -297,6 +312,23 @@ class EvidenceJournal:
                 if not entry.done.done():
                     entry.done.set_result(None)
             return
+
+    @staticmethod
+    async def _insert_new_rows(s: AsyncSession, batch: list[_Entry]) -> None:
+        """The batch's new rows, in order, as fresh objects (a retried batch adds them again)."""
+        changes = [e.change for e in batch if isinstance(e.change, NewRows)]
+        if not changes:
+            return
+        replaced: dict[type[SQLModel], list[Any]] = {}
+        for change in changes:
+            for row in change.rows if change.replace else ():  # tables with a one-column primary key
+                mapper = sa_inspect(type(row))
+                replaced.setdefault(type(row), []).append(
+                    getattr(row, mapper.get_property_by_column(mapper.primary_key[0]).key))
+        for model, keys in replaced.items():
+            await s.exec(delete(model).where(sa_inspect(model).primary_key[0].in_(keys)))
+        s.add_all([type(row)(**row.model_dump()) for change in changes for row in change.rows])
+        await s.flush()
 
     @staticmethod
     async def _update_sessions(s: AsyncSession, batch: list[_Entry]) -> None:

@@ -12,13 +12,13 @@ import json
 from dataclasses import dataclass, field
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from recordings.storage import RecordingStorage, StorageError
 from vbranch.db.models import AuditLog, CustomerSession, Manifest
 from vbranch.db.repositories import Catalog, Sessions, Timeline, audit_record, timeline_record
 from vbranch.domain.checklist import Checklist
 from vbranch.domain.evidence import build_manifest, verify_chain
+from vbranch.evidence.journal import NewRows
 from vbranch.evidence.ports import EvidenceAdapters
 from vbranch.evidence.signing import SigningKey
 
@@ -63,13 +63,10 @@ async def seal_session(rt: EvidenceAdapters, key: SigningKey, session_id: str) -
     row = Manifest(session_id=session_id, body=body, signature=key.sign(body), key_id=key.key_id,
                    created_at=rt.clock.now())
 
-    async def store(db: AsyncSession) -> None:
-        await db.merge(Manifest(**row.model_dump()))
-
     # the manifest and the event that says it was sealed commit together
     await rt.journal.record(session_id, "evidence.sealed", "system",
                             {"manifest_sha256": hashlib.sha256(body).hexdigest(), "key_id": key.key_id},
-                            change=store)
+                            change=NewRows((row,), replace=True))
     return row
 
 

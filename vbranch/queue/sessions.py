@@ -11,13 +11,12 @@ import uuid
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vbranch.db.models import CustomerSession, ReferencePhoto
 from vbranch.db.repositories import Catalog, Sessions
 from vbranch.domain.errors import Invalid, NotFound, TooLarge
 from vbranch.domain.session_state import FINAL, SessionState, transition
-from vbranch.evidence.journal import SessionUpdate
+from vbranch.evidence.journal import NewRows, SessionUpdate
 from vbranch.facecheck import ReferencePhotoError
 from vbranch.runtime import Runtime
 
@@ -82,16 +81,12 @@ class SessionService:
         photo_row = dict(session_id=sess.id, content_type=photo[1], data=photo[0],
                          sha256=hashlib.sha256(photo[0]).hexdigest(), created_at=now) if photo else None
 
-        async def insert(db: AsyncSession) -> None:  # fresh objects: a retried transaction adds them again
-            db.add(CustomerSession(**sess.model_dump()))
-            if photo_row:
-                db.add(ReferencePhoto(**photo_row))
-
+        rows = (CustomerSession(**sess.model_dump()),) + ((ReferencePhoto(**photo_row),) if photo_row else ())
         # the session and its first event commit together
         self.rt.journal.start_chain(sess.id)
         await self.rt.journal.record(sess.id, "session.created", created_by,
                                      {"service": service, "channel": channel, "priority": priority,
-                                      "reference_photo": bool(photo)}, at=now, change=insert)
+                                      "reference_photo": bool(photo)}, at=now, change=NewRows(rows))
         await self.rt.journal.audit(created_by, "session.create", sess.id, {"service": service})
         token, _ = self.rt.tokens.issue_join(sess.id)
         self.rt.metrics.sessions_created.labels(service, channel).inc()
