@@ -99,6 +99,11 @@ class Sessions:
     async def reference_photo(self, session_id: str) -> ReferencePhoto | None:
         return await self.db.get(ReferencePhoto, session_id)
 
+    async def reference_photo_sha256(self, session_id: str) -> str | None:
+        """The photo's digest without loading the image."""
+        q = select(ReferencePhoto.sha256).where(ReferencePhoto.session_id == session_id)
+        return (await self.db.exec(q)).first()
+
     async def face_checks(self, session_id: str) -> list[FaceCheck]:
         q = select(FaceCheck).where(FaceCheck.session_id == session_id).order_by(FaceCheck.started_at)
         return list((await self.db.exec(q)).all())
@@ -151,6 +156,12 @@ class Timeline:
     async def list(self, session_id: str) -> list[TimelineEvent]:
         q = select(TimelineEvent).where(TimelineEvent.session_id == session_id).order_by(TimelineEvent.seq)
         return list((await self.db.exec(q)).all())
+
+    async def head(self, session_id: str) -> TimelineEvent | None:
+        """The newest event of a session's timeline."""
+        q = (select(TimelineEvent).where(TimelineEvent.session_id == session_id)
+             .order_by(col(TimelineEvent.seq).desc()).limit(1))
+        return (await self.db.exec(q)).first()
 
     async def of_kind(self, session_id: str, kind: str) -> list[TimelineEvent]:
         """One kind of event only (e.g. checklist marks), without reading the whole timeline."""

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import SQLModel, col, select
@@ -332,24 +332,31 @@ class EvidenceJournal:
 
     @staticmethod
     async def _update_sessions(s: AsyncSession, batch: list[_Entry]) -> None:
-        """The batch's session updates, merged per session in order, one bulk UPDATE by primary key."""
+        """The batch's session updates, merged per session in order; one Core executemany per shape."""
         merged: dict[str, dict[str, Any]] = {}
         for entry in batch:
             if isinstance(entry.change, SessionUpdate):
                 merged.setdefault(entry.change.session_id, {}).update(entry.change.values)
-        if merged:
-            await s.exec(update(CustomerSession), params=[{"id": sid, **values} for sid, values in merged.items()])
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for sid, values in merged.items():
+            shapes.setdefault(tuple(sorted(values)), []).append(
+                {"_id": sid, **{"v_" + k: v for k, v in values.items()}})
+        conn = await s.connection()
+        for keys, params in shapes.items():
+            await conn.execute(_SESSIONS.update().where(_SESSIONS.c.id == bindparam("_id"))
+                               .values({k: bindparam("v_" + k) for k in keys}), params)
 
     @staticmethod
     async def _insert_rows(s: AsyncSession, batch: list[_Entry]) -> None:
-        """The batch's rows in two statements (Core executemany: no ORM unit of work per row)."""
+        """The batch's rows in two Core executemany statements (no ORM work per row)."""
         events = [e.row for e in batch if isinstance(e.row, TimelineEvent)]
         audits = [e.row for e in batch if isinstance(e.row, AuditLog)]
+        conn = await s.connection()
         if events:
-            await s.exec(insert(TimelineEvent), params=[ev.model_dump(exclude={"id"}) for ev in events])
+            await conn.execute(_EVENTS.insert(), [_values(ev, _EVENT_COLUMNS) for ev in events])
         if audits:
-            result = await s.exec(insert(AuditLog).returning(AuditLog.id, sort_by_parameter_order=True),
-                                  params=[row.model_dump(exclude={"id"}) for row in audits])
+            result = await conn.execute(_AUDIT.insert().returning(_AUDIT.c.id, sort_by_parameter_order=True),
+                                        [_values(row, _AUDIT_COLUMNS) for row in audits])
             for row, (row_id,) in zip(audits, result.all()):
                 row.id = row_id  # the audit head a manifest pins is named by id
 
@@ -379,6 +386,17 @@ class EvidenceJournal:
         for sid in sessions:
             self._heads[sid] = loaded[sid]
         self._audit = audit
+
+
+_SESSIONS = CustomerSession.__table__  # type: ignore[attr-defined]
+_EVENTS = TimelineEvent.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditLog.__table__  # type: ignore[attr-defined]
+_EVENT_COLUMNS = tuple(c.name for c in _EVENTS.columns if c.name != "id")
+_AUDIT_COLUMNS = tuple(c.name for c in _AUDIT.columns if c.name != "id")
+
+
+def _values(row: SQLModel, columns: tuple[str, ...]) -> dict[str, Any]:
+    return {c: getattr(row, c) for c in columns}
 
 
 def _fresh(row: TimelineEvent | AuditLog) -> TimelineEvent | AuditLog:

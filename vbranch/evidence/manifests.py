@@ -33,21 +33,21 @@ async def seal_session(rt: EvidenceAdapters, key: SigningKey, session_id: str) -
     async with rt.db.session() as db:
         repo = Sessions(db)
         sess = await repo.get(session_id)
-        events = await Timeline(db).list(session_id)
+        head = await Timeline(db).head(session_id)
+        marked = await Timeline(db).of_kind(session_id, "checklist.mark")
         recordings = await repo.recordings(session_id)
         checks = await repo.face_checks(session_id)
         svc = await Catalog(db).service(sess.service_code)
-        photo = await repo.reference_photo(session_id)
+        photo_sha256 = await repo.reference_photo_sha256(session_id)
     checklist = Checklist.model_validate({"steps": svc.checklist if svc else []})
-    marks = {e.data.get("step") for e in events if e.kind == "checklist.mark"}
+    marks = {e.data.get("step") for e in marked}
     passed = any(c.match and (c.liveness or {}).get("passed") for c in checks)
-    head = events[-1]
     body = build_manifest(
         session={"id": sess.id, "service": sess.service_code, "channel": sess.channel,
                  "customer_ref": sess.customer_ref, "agent_id": sess.agent_id, "created_at": sess.created_at,
                  "connected_at": sess.connected_at, "ended_at": sess.ended_at, "end_reason": sess.end_reason,
                  "disposition": sess.disposition,
-                 "reference_photo_sha256": photo.sha256 if photo else None},
+                 "reference_photo_sha256": photo_sha256},
         recordings=[{"party": r.party, "storage_key": r.storage_key, "sha256": r.sha256, "size_bytes": r.size_bytes,
                      "duration_s": r.duration_s, "started_at": r.started_at, "video_codec": r.video_codec,
                      "audio_codec": r.audio_codec} for r in recordings],
