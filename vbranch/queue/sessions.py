@@ -119,11 +119,17 @@ class SessionService:
         elsewhere (evidence flags, photos) are read from the database by whoever needs them.
         """
         sess = self._known.get(session_id)
-        if sess is None:
-            async with self.rt.db.session() as db:
-                sess = await Sessions(db).get(session_id)
-            if sess is not None and sess.state not in FINAL:
-                self._known.setdefault(session_id, sess)
+        if sess is not None:
+            return sess
+        async with self._locks.setdefault(session_id, asyncio.Lock()):  # not a read from before a move
+            sess = self._known.get(session_id)
+            if sess is None:
+                async with self.rt.db.session() as db:
+                    sess = await Sessions(db).get(session_id)
+                if sess is not None and sess.state not in FINAL:
+                    self._known[session_id] = sess
+        if sess is None or sess.state in FINAL:
+            self._locks.pop(session_id, None)  # nothing more will move it: no lock kept for it
         return sess
 
     async def set_consent(self, session_id: str, consent: dict[str, Any]) -> None:
