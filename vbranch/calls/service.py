@@ -156,10 +156,12 @@ class CallService:
     # -- carrying out the end of a call ---------------------------------------
     async def _finish(self, ended: CallEnded, actor: str, engine_knows: bool = False) -> None:
         session_id, agent = ended.session_id, staff_party(ended.agent_id)
-        self._calls.pop(session_id, None)
-        await self.sessions.move(session_id, ended.target, actor,
-                                 {"reason": ended.reason, "disposition": ended.disposition},
-                                 end_reason=ended.reason, disposition=ended.disposition, notes=ended.notes)
+        try:  # the ended call stays in memory until the move is made: a second end meanwhile is refused
+            await self.sessions.move(session_id, ended.target, actor,
+                                     {"reason": ended.reason, "disposition": ended.disposition},
+                                     end_reason=ended.reason, disposition=ended.disposition, notes=ended.notes)
+        finally:  # made, or failed (then the call is read again from the database on its next request)
+            self._calls.pop(session_id, None)
         await self.bus.publish(customer_party(session_id), server_message("session.ended", reason=ended.reason))
         if not engine_knows:
             await self.bus.publish(agent, server_message("session.ended", session_id=session_id,
