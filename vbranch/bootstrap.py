@@ -94,7 +94,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None) -> Branch:
                    stall_after_s=settings.media_stall_after_s)
     media = CallMedia(rt, bus, sessions, hub)
     calls = CallService(rt, sessions, registry, bus, desk, media)
-    coordinator = Coordinator(rt, sessions, registry, bus, desk, media, calls)
+    coordinator = Coordinator(rt, sessions, registry, desk, media, calls)
     # the callbacks, each from the part that notices to the part that acts
     hub.on_event = media.media_event  # media health, recordings: journaled and told to both parties
     desk.on_call_started = calls.call_started  # the call's rules and its media watch start

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from signaling.bus import MessageBus
 from signaling.protocol import ProtocolError, server_message
 from signaling.registry import AttachError, Connection, Registry, customer_party, staff_party
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
@@ -43,13 +42,12 @@ def watchers(registry: Registry) -> list[str]:
 class Coordinator:
     """Built and wired in vbranch.bootstrap: the registry's ``on_gone`` is :meth:`party_gone`."""
 
-    def __init__(self, rt: Runtime, sessions: SessionService, registry: Registry, bus: MessageBus,
-                 desk: QueueDesk, media: CallMedia, calls: CallService) -> None:
+    def __init__(self, rt: Runtime, sessions: SessionService, registry: Registry, desk: QueueDesk,
+                 media: CallMedia, calls: CallService) -> None:
         self.rt = rt
         self.calls = calls
         self.sessions = sessions
         self.registry = registry
-        self.bus = bus
         self.desk = desk
         self.media = media
 
