@@ -141,19 +141,11 @@ async def test_empty_recording(srv):
 async def test_h264_is_served_from_its_mp4_copy_made_through_the_port(srv, tmp_path):
     import av
 
-    from recordings.writer import MatroskaPacketWriter, StreamSpec
-    from vbranch.media.synthetic import encode_h264_clip, encode_opus_clip
+    from tests.media.helpers import write_h264_mkv
 
     storage = srv.runtime.storage
-    video, audio = encode_h264_clip(320, 240, 15, 1.0, 200_000), encode_opus_clip(1.0)
     key = "t5/agent.mkv"
-    fh = storage.open_write(key)
-    writer = MatroskaPacketWriter(fh, [StreamSpec("video", "h264", 320, 240), StreamSpec("audio", "opus")])
-    for i, (data, keyframe) in enumerate(video):
-        writer.write("video", data, i * 1000 // 15, keyframe=keyframe)
-    for j, data in enumerate(audio):
-        writer.write("audio", data, j * 20, duration_ms=20)
-    writer.close()
+    video = write_h264_mkv(storage, key, 1.0, 200_000)
     original = storage.read_range(key)
     storage.delete(key)
     _, url = await add_recording(srv, key, original, party="agent", container="matroska", video_codec="h264")

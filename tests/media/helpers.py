@@ -207,3 +207,20 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 ]
+
+
+def write_h264_mkv(storage: Any, key: str, seconds: float, bitrate: int) -> list[tuple[bytes, bool]]:
+    """A synthetic H.264 (320x240, 15 fps) + Opus Matroska recording written through the storage port;
+    returns the video packets written (data, key frame)."""
+    from recordings.writer import MatroskaPacketWriter, StreamSpec
+    from vbranch.media.synthetic import encode_h264_clip
+
+    video, audio = encode_h264_clip(320, 240, 15, seconds, bitrate), encode_opus_clip(seconds)
+    writer = MatroskaPacketWriter(storage.open_write(key),
+                                  [StreamSpec("video", "h264", 320, 240), StreamSpec("audio", "opus")])
+    for i, (data, keyframe) in enumerate(video):
+        writer.write("video", data, i * 1000 // 15, keyframe=keyframe)
+    for j, data in enumerate(audio):
+        writer.write("audio", data, j * 20, duration_ms=20)
+    writer.close()
+    return video

@@ -15,12 +15,12 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from recordings.playback import ensure_playable, needs_copy
-from recordings.writer import MatroskaPacketWriter, StreamSpec, probe, remux
+from recordings.writer import probe, remux
 from vbranch.clock import SystemClock
 from vbranch.media.forwarding import EncodedFrame
 from vbranch.media.recorder import PartyRecorder
 
-from .helpers import CHROMIUM_ARGS, serve_storage
+from .helpers import CHROMIUM_ARGS, serve_storage, write_h264_mkv
 
 pytestmark = [pytest.mark.media, pytest.mark.browser]
 
@@ -90,16 +90,7 @@ async def record_synthetic_call(storage, clip, seconds: float, snapshot_at: floa
 
 def write_h264_recording(storage) -> tuple[str, str]:
     """A short H.264+Opus Matroska recording and its stream-copied MP4 for browsers."""
-    from vbranch.media.synthetic import encode_h264_clip, encode_opus_clip
-
-    video, audio = encode_h264_clip(320, 240, 15, 4.0, 300_000), encode_opus_clip(4.0)
-    fh = storage.open_write("h264/agent.mkv")
-    writer = MatroskaPacketWriter(fh, [StreamSpec("video", "h264", 320, 240), StreamSpec("audio", "opus")])
-    for i, (data, key) in enumerate(video):
-        writer.write("video", data, i * 1000 // 15, keyframe=key)
-    for j, data in enumerate(audio):
-        writer.write("audio", data, j * 20, duration_ms=20)
-    writer.close()
+    write_h264_mkv(storage, "h264/agent.mkv", 4.0, 300_000)
     storage.finalize("h264/agent.mkv")
     assert needs_copy("matroska", "h264") and not needs_copy("webm", "vp8")
     copy = ensure_playable(storage, "h264/agent.mkv")
