@@ -77,7 +77,9 @@ async def wait_up(base: str) -> None:
 
 
 async def prepare(base: str, api_key: str, agents: int, customers: int) -> tuple[list[str], list[str]]:
-    async with httpx.AsyncClient(base_url=base, timeout=60) as h:
+    # idle connections are dropped well before the server's keep-alive timeout (5 s), so a reused
+    # connection is never one the server is closing at that moment
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(keepalive_expiry=1)) as h:
         admin = (await h.post("/api/v1/auth/login", json={"username": "admin", "password": "demo"})).json()["token"]
         auth = {"Authorization": f"Bearer {admin}"}
         (await h.put("/api/v1/admin/services/bench_desk", json=SERVICE, headers=auth)).raise_for_status()

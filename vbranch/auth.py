@@ -6,10 +6,12 @@ of expired tokens are deterministic.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jwt
@@ -41,6 +43,21 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+# argon2 costs about 150 ms of CPU by design: on the event loop one staff login would stall every
+# call's signalling and media for that long. The server hashes on two threads (argon2-cffi releases
+# the GIL); more at once would only queue for the cores and each hold 64 MiB.
+_argon2_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+
+
+async def hash_password_off_loop(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(_argon2_threads, hash_password, password)
+
+
+async def verify_password_off_loop(password_hash: str, password: str) -> bool:
+    return await asyncio.get_running_loop().run_in_executor(_argon2_threads, verify_password, password_hash,
+                                                            password)
 
 
 # A real hash to verify against when the username is unknown, so both paths cost the same.

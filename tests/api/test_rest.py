@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 
@@ -229,3 +230,25 @@ async def test_openapi_docs(any_db_server):
         spec = (await h.get("/openapi.json")).json()
         assert (await h.get("/docs")).status_code == 200
     assert "/api/v1/sessions" in spec["paths"] and "/api/v1/auth/login" in spec["paths"]
+
+
+async def test_concurrent_account_creation_and_logins_all_succeed(any_db_server):
+    """Admin writes and logins at once: none fails on a busy database (the bench's preparation does this)."""
+    admin = await any_db_server.login("admin")
+
+    async def create_and_login(i: int) -> int:
+        async with any_db_server.http() as h:
+            r = await h.post("/api/v1/admin/agents", headers=bearer(admin), json={
+                "username": f"burst{i}", "password": "burst-password", "display_name": f"Burst {i}",
+                "skills": {"accounts": 2}})
+            assert r.status_code == 201, r.text
+            r = await h.post("/api/v1/auth/login", json={"username": f"burst{i}", "password": "burst-password"})
+            assert r.status_code == 200, r.text
+            return r.json()["account_id"]
+
+    ids = await asyncio.gather(*(create_and_login(i) for i in range(16)))
+    assert len(set(ids)) == 16
+    async with any_db_server.http() as h:
+        audit = (await h.get("/api/v1/audit", headers=bearer(admin), params={"limit": 200})).json()
+    creates = [row for row in audit if row["action"] == "admin.account_create"]
+    assert {row["detail"]["account"] for row in creates} >= {f"burst{i}" for i in range(16)}

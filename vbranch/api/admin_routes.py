@@ -16,7 +16,7 @@ from vbranch.api.schemas import (
     ServiceIn,
     SkillIn,
 )
-from vbranch.auth import hash_api_key, hash_password, new_api_key
+from vbranch.auth import hash_api_key, hash_password_off_loop, new_api_key
 from vbranch.db.models import ApiKey, Service, Skill, StaffAccount
 from vbranch.db.repositories import Accounts, Catalog
 from vbranch.domain.roles import Role
@@ -49,7 +49,7 @@ async def create_agent(body: AgentIn, staff: StaffDep, rt: RuntimeDep, db: DbDep
         raise ApiError(409, "username_taken", f"username {body.username!r} is taken")
     await _check_skills(db, body.skills)
     account = StaffAccount(username=body.username, display_name=body.display_name, role=body.role,
-                           password_hash=hash_password(body.password), created_at=rt.clock.now())
+                           password_hash=await hash_password_off_loop(body.password), created_at=rt.clock.now())
     db.add(account)
     await db.flush()
     await accounts.set_skills(account.id, body.skills)
@@ -68,7 +68,7 @@ async def update_agent(account_id: int, body: AgentPatch, staff: StaffDep, rt: R
         raise ApiError(404, "not_found", "no such account")
     changed = body.model_dump(exclude_none=True)
     if body.password is not None:
-        account.password_hash = hash_password(body.password)
+        account.password_hash = await hash_password_off_loop(body.password)
     if body.display_name is not None:
         account.display_name = body.display_name
     if body.active is not None:

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from vbranch.api.deps import DbDep, RuntimeDep, StaffDep
 from vbranch.api.errors import ApiError
 from vbranch.api.schemas import LoginIn, LoginOut
-from vbranch.auth import DUMMY_PASSWORD_HASH, verify_password
+from vbranch.auth import DUMMY_PASSWORD_HASH, verify_password_off_loop
 from vbranch.clock import utc
 from vbranch.db.repositories import Accounts
 from vbranch.domain.roles import Role
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 @router.post("/login", response_model=LoginOut)
 async def login(body: LoginIn, rt: RuntimeDep, db: DbDep) -> LoginOut:
     account = await Accounts(db).by_username(body.username)
-    ok = verify_password(account.password_hash if account else DUMMY_PASSWORD_HASH, body.password)
+    ok = await verify_password_off_loop(account.password_hash if account else DUMMY_PASSWORD_HASH, body.password)
     if not account or not ok or not account.active:
         await rt.journal.audit(body.username, "auth.login_failed")
         raise ApiError(401, "invalid_credentials", "wrong username or password")

@@ -51,15 +51,29 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(self.async_url, pool_pre_ping=True)
-        if self.async_url.startswith("sqlite"):
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        if on_commit is not None:  # counted for the benchmarks (commits per call)
-            event.listen(self.engine.sync_engine, "commit", lambda _conn: on_commit())
+        # The evidence journal's own connections. Request handlers hold a pooled connection while they
+        # await the journal; were the journal's writer to draw from the same pool, enough concurrent
+        # requests would take every connection and wait for a writer that waits for a connection.
+        self.journal_engine: AsyncEngine = create_async_engine(self.async_url, pool_pre_ping=True,
+                                                               pool_size=2, max_overflow=0)
+        for engine in (self.engine, self.journal_engine):
+            if self.async_url.startswith("sqlite"):
+                event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            if on_commit is not None:  # counted for the benchmarks (commits per call)
+                event.listen(engine.sync_engine, "commit", lambda _conn: on_commit())
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._journal_sessions = async_sessionmaker(self.journal_engine, class_=AsyncSession,
+                                                    expire_on_commit=False)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as s:
+            yield s
+
+    @asynccontextmanager
+    async def journal_session(self) -> AsyncIterator[AsyncSession]:
+        """A session on the journal's own connections (for the evidence journal only)."""
+        async with self._journal_sessions() as s:
             yield s
 
     async def migrate(self) -> None:
@@ -67,6 +81,7 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        await self.journal_engine.dispose()
 
 
 def alembic_config(sync_url: str):

@@ -182,7 +182,7 @@ class EvidenceJournal:
             if not last.cancelled() and last.exception() is None:
                 row = last.result()
                 return {"id": row.id, "hash": row.hash}
-        async with self.db.session() as s:  # nothing appended by this process yet, or it failed
+        async with self.db.journal_session() as s:  # nothing appended by this process yet, or it failed
             row = (await s.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
         return {"id": row.id, "hash": row.hash} if row else {"id": 0, "hash": GENESIS}
 
@@ -227,7 +227,7 @@ class EvidenceJournal:
         return head
 
     async def _load_timeline_head(self, session_id: str) -> _Head:
-        async with self.db.session() as s:
+        async with self.db.journal_session() as s:
             last = (await s.exec(select(TimelineEvent).where(TimelineEvent.session_id == session_id)
                                  .order_by(col(TimelineEvent.seq).desc()).limit(1))).first()
         return _Head(last.seq, last.hash) if last else _Head(0, GENESIS)
@@ -243,7 +243,7 @@ class EvidenceJournal:
         return self._audit
 
     async def _load_audit_head(self) -> _Head:
-        async with self.db.session() as s:
+        async with self.db.journal_session() as s:
             last = (await s.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
         return _Head(0, last.hash if last else GENESIS)
 
@@ -274,7 +274,7 @@ class EvidenceJournal:
     async def _commit(self, batch: list[_Entry]) -> None:
         while batch:
             try:
-                async with self.db.session() as s:
+                async with self.db.journal_session() as s:
                     await self._insert_new_rows(s, batch)  # new rows first (a new session before its events)
                     await self._update_sessions(s, batch)
                     await self._insert_rows(s, batch)
