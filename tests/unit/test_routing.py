@@ -751,3 +751,26 @@ def test_position_report_bookkeeping_stays_bounded(clock):
     assert len(e._report_heap) <= 4 * 1 + 1024
     clock.advance(10)
     assert [u.session_id for u in e.due_position_updates(10)] == ["keep"]
+
+
+def test_customers_away_keep_their_places_and_get_no_offers(clock):
+    """After a restart the queue comes back away: only customers who reconnect are offered, in order."""
+    e = RoutingEngine(clock, services=[{"code": "loan", "required_skills": {"lending": 1}}])
+    e.restore([WaitingSession(f"s{i}", "loan", 0, clock.now() - 100 + i) for i in range(3)], away=True)
+    assert offers(e.agent_login("a1", {"lending": 2}, status="available")) == []
+    assert [e.position(f"s{i}").position for i in range(3)] == [1, 2, 3]
+    assert e.session("s0").away
+    assert offers(e.customer_back("s2")) == [("s2", "a1")]  # the first one back is served
+    assert e.position("s2").position == 3  # ... but nobody's place changed
+    assert e.customer_back("s2") == []
+    # an offer to a customer who drops is revoked; the agent keeps its idle time and takes the next one
+    e.customer_back("s1")
+    events = e.customer_away("s2")
+    revoked = of(events, OfferRevoked)
+    assert [(r.session_id, r.reason) for r in revoked] == [("s2", "customer_away")]
+    assert offers(events) == [("s1", "a1")]
+    assert e.session("s2").state is SessionState.QUEUED and e.session("s2").away
+    assert e.customer_away("s2") == []
+    with pytest.raises(RoutingError) as err:
+        e.customer_away("nobody")
+    assert err.value.code == "unknown_session"

@@ -12,6 +12,8 @@ order and agent choice on its own and checks every event the engine emits:
 - after every operation no available agent is eligible for a queued session;
 - invalid operations raise the expected RoutingError code and change nothing;
 - reported positions always match the current positions;
+- a customer away keeps its place and is never offered; its offer under way is
+  revoked; back, it is offered in its old place;
 - all of this still holds while service rules change (aging, cooldown, timeouts,
   escalation, switching a service off and on: an inactive service's sessions are
   never offered) and while logged-in agents' skills change.
@@ -84,7 +86,7 @@ class RoutingMachine(RuleBasedStateMachine):
     def eligible(self, aid: str, sid: str) -> bool:
         s, a = self.sessions[sid], self.agents[aid]
         rules = self.rules[s["service"]]
-        if not rules.get("active", True) or self.excl.get((aid, sid), float("-inf")) > self.now:
+        if s["away"] or not rules.get("active", True) or self.excl.get((aid, sid), float("-inf")) > self.now:
             return False
         req = requirement(rules, self.now - s["enq"])
         return all(a["skills"].get(k, 0) >= m for k, m in req.items())
@@ -196,7 +198,7 @@ class RoutingMachine(RuleBasedStateMachine):
         self.n += 1
         self.all_sids.append(sid)
         self.sessions[sid] = {"service": service, "priority": priority, "enq": self.now, "n": self.n,
-                              "state": "queued", "agent": None}
+                              "state": "queued", "agent": None, "away": False}
         self.call(None, self.e.enqueue, sid, service, priority)
 
     @rule(pick=st.integers(0, 1000))
@@ -205,6 +207,25 @@ class RoutingMachine(RuleBasedStateMachine):
             return
         sid = self.all_sids[pick // 3 % len(self.all_sids)]
         self.call(None if sid in self.sessions else "unknown_session", self.e.abandon, sid)
+
+    @rule(pick=st.integers(0, 1000), back=st.booleans())
+    def customer_away_or_back(self, pick, back):
+        if not self.all_sids:
+            return
+        sid = self.all_sids[pick % len(self.all_sids)]
+        s = self.sessions.get(sid)
+        if s is None:
+            self.call("unknown_session", self.e.customer_back if back else self.e.customer_away, sid)
+            return
+        was_offered = s["state"] == "offered"
+        events = (self.e.customer_back if back else self.e.customer_away)(sid)
+        if not back and not s["away"] and was_offered:  # the offer goes, the agent keeps its idle time
+            assert isinstance(events[0], OfferRevoked) and events[0].reason == "customer_away", events
+        if back == s["away"]:
+            s["away"] = not back
+        else:
+            assert events == []  # idempotent
+        self.apply(events)
 
     @rule(aid=st.sampled_from(AGENTS), skills=skills_st, available=st.booleans())
     def login(self, aid, skills, available):
@@ -321,7 +342,7 @@ class RoutingMachine(RuleBasedStateMachine):
             s = self.sessions.get(sid)
             assert (v is None) == (s is None)
             if v is not None:
-                assert (v.state, v.agent_id) == (s["state"], s["agent"])
+                assert (v.state, v.agent_id, v.away) == (s["state"], s["agent"], s["away"])
         for code in RULES:
             q = self.e.queue(code)
             assert sorted(q) == sorted(k for k, s in self.sessions.items() if s["service"] == code)

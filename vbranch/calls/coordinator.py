@@ -122,6 +122,10 @@ class Coordinator:
 
     async def disconnected(self, conn: Connection) -> None:
         self.registry.detach(conn)
+        if conn.role == "customer" and conn.party and self.registry.connection(conn.party) is None:
+            # a waiting customer whose socket dropped keeps its place through the resume window,
+            # but no agent is offered a customer who is not there
+            await self.desk.customer_away(conn.identity.session_id)
         if conn.role == "agent" and conn.party and self.registry.connection(conn.party) is None:
             # an absent agent gets no offers: one under way is revoked at once; a call in
             # progress is kept through the resume window
@@ -175,7 +179,7 @@ class Coordinator:
                                        resume_token=resume_token, service=sess.service_code,
                                        consent=sess.consent or None, ice_servers=self._ice_servers()))
         # a new place is announced by the desk; a resumed one is repeated here
-        if sess.state in WAITING and not await self.desk.enqueue(sess):
+        if sess.state in WAITING and not await self.desk.customer_here(sess):
             update = self.desk.position(sess.id)
             if update is not None:
                 await conn.send(update)

@@ -76,6 +76,15 @@ Offers
     Agent logout or away -> revoked (agent_left). Customer leaves -> revoked
     (customer_left), agent available again.
 
+Customers away
+    ``customer_away`` marks a waiting session whose customer is not connected
+    (a dropped socket, a server restart): it keeps its place, its enqueue time,
+    ring and cooldowns, counts as waiting and is reported with its position,
+    but gets no offers; an offer under way is revoked (customer_away) and the
+    agent is available again with its idle time kept. ``customer_back`` makes
+    it a candidate again in its old place. Both are idempotent. ``restore(...,
+    away=True)`` rebuilds a queue whose customers have yet to come back.
+
 Calls
     ``end_call`` -> wrap_up for the service's ``wrapup_s`` (default 30 s), then
     available (or away, if the agent asked for away during the call);
@@ -218,10 +227,10 @@ class RoutingEngine(RoutingQueries):
                 insort(svc.by_age, (s.enq, s.seq, s.sid))
                 s.ring = svc.ring_at(s.enq, now)
                 self._schedule_ring(s)
-                if s.state is QUEUED:
+                if s.offerable:
                     insort(svc.buckets[s.ring], s.entry)
                     self._dirty_s.append(s)
-                else:
+                elif s.state is OFFERED:
                     svc.offered += 1
         self._rebuild()
         self._dispatch(now, events)
@@ -446,9 +455,11 @@ class RoutingEngine(RoutingQueries):
         self._dispatch(now, events)
         return events
 
-    def restore(self, sessions: Iterable[WaitingSession | tuple[str, str, int, float]]) -> list[Event]:
+    def restore(self, sessions: Iterable[WaitingSession | tuple[str, str, int, float]], *,
+                away: bool = False) -> list[Event]:
         """Rebuild the queue after a restart. Give the sessions in their enqueue order (or
-        dispatch order); sessions with the same priority and enqueued_at keep the list order."""
+        dispatch order); sessions with the same priority and enqueued_at keep the list order.
+        ``away``: their customers have yet to come back (see ``customer_back``)."""
         items = [s if isinstance(s, WaitingSession) else WaitingSession(*s) for s in sessions]
         seen: set[str] = set()
         for w in items:
@@ -462,9 +473,47 @@ class RoutingEngine(RoutingQueries):
         self._advance(now)
         events: list[Event] = []
         for w in items:
-            self._insert(w.session_id, self._services[w.service], w.priority, float(w.enqueued_at), now)
+            self._insert(w.session_id, self._services[w.service], w.priority, float(w.enqueued_at), now, away)
         self._dispatch(now, events)
         return events
+
+    def customer_away(self, session_id: str) -> list[Event]:
+        """The waiting customer is not connected: it keeps its place but gets no offers."""
+        s = self._waiting(session_id)
+        if s.away:
+            return []
+        now = self._clock.now()
+        self._advance(now)
+        events: list[Event] = []
+        if s.state is OFFERED:
+            agent = self._agents[s.agent]  # type: ignore[index]
+            self._revoke(agent, "customer_away", now, events)
+            self._change(agent, A.AVAILABLE, now, events)  # keeps its idle_since
+        bucket = s.svc.buckets[s.ring]
+        del bucket[bisect_left(bucket, s.entry)]
+        s.away = True
+        self._dispatch(now, events)
+        return events
+
+    def customer_back(self, session_id: str) -> list[Event]:
+        """The waiting customer is connected again: offers resume in its old place."""
+        s = self._waiting(session_id)
+        if not s.away:
+            return []
+        now = self._clock.now()
+        self._advance(now)
+        events: list[Event] = []
+        s.away = False
+        insort(s.svc.buckets[s.ring], s.entry)
+        self._dirty_s.append(s)
+        self._dispatch(now, events)
+        return events
+
+    def _waiting(self, session_id: str) -> Session:
+        s = self._sessions.get(session_id)
+        if s is None:
+            raise RoutingError("unknown_session", f"session {session_id!r} is not waiting")
+        return s
 
     def abandon(self, session_id: str) -> list[Event]:
         """The customer left while waiting (counted as abandoned)."""
@@ -553,7 +602,7 @@ class RoutingEngine(RoutingQueries):
             # the due time of ring s.ring + 1 has come: at least that ring (never loops)
             ring = max(s.svc.ring_at(s.enq, now), min(s.ring + 1, len(s.svc.afters) - 1))
             if ring != s.ring:
-                if s.state is QUEUED:
+                if s.offerable:
                     bucket = s.svc.buckets[s.ring]
                     del bucket[bisect_left(bucket, s.entry)]
                     insort(s.svc.buckets[ring], s.entry)
@@ -567,7 +616,7 @@ class RoutingEngine(RoutingQueries):
             if s is None or s.seq != seq or not s.excluded:
                 continue
             s.excluded = {k: v for k, v in s.excluded.items() if v > now} or None
-            if s.state is QUEUED:
+            if s.offerable:
                 self._dirty_s.append(s)
 
     def _schedule_ring(self, s: Session) -> None:
@@ -579,8 +628,9 @@ class RoutingEngine(RoutingQueries):
             s.ring_due = None
 
     # ------------------------------------------------------------------ core moves
-    def _insert(self, sid: str, svc: Service, priority: int, enq: float, now: float) -> None:
+    def _insert(self, sid: str, svc: Service, priority: int, enq: float, now: float, away: bool = False) -> None:
         s = Session(sid, svc, priority, enq, next(self._seq))
+        s.away = away
         self._sessions[sid] = s
         i = bisect_left(svc.queue, s.entry)
         svc.queue.insert(i, s.entry)
@@ -588,13 +638,14 @@ class RoutingEngine(RoutingQueries):
         insort(svc.by_age, (enq, s.seq, sid))
         s.ring = svc.ring_at(enq, now)
         self._schedule_ring(s)
-        insort(svc.buckets[s.ring], s.entry)
-        self._dirty_s.append(s)
+        if not away:
+            insort(svc.buckets[s.ring], s.entry)
+            self._dirty_s.append(s)
 
     def _forget(self, s: Session) -> None:
         """Take a waiting session out of every structure (the caller handles its agent)."""
         svc = s.svc
-        if s.state is QUEUED:
+        if s.offerable:
             bucket = svc.buckets[s.ring]
             del bucket[bisect_left(bucket, s.entry)]
         i = bisect_left(svc.queue, s.entry)
@@ -615,8 +666,9 @@ class RoutingEngine(RoutingQueries):
         s.svc.offered -= 1
         s.state = QUEUED
         s.agent = None
-        insort(s.svc.buckets[s.ring], s.entry)
-        self._dirty_s.append(s)
+        if not s.away:
+            insort(s.svc.buckets[s.ring], s.entry)
+            self._dirty_s.append(s)
 
     def _offer(self, s: Session, a: Agent, now: float, events: list[Event]) -> None:
         svc = s.svc
@@ -734,7 +786,7 @@ class RoutingEngine(RoutingQueries):
         heap: list[tuple[tuple[float, float, float, int], Session]] = []
         seen: set[int] = set()
         for s in self._dirty_s:
-            if (s.state is QUEUED and s.seq not in seen and s.svc.rules.active
+            if (s.offerable and s.seq not in seen and s.svc.rules.active
                     and self._sessions.get(s.sid) is s):
                 seen.add(s.seq)
                 heap.append((self._gkey(s, now), s))
@@ -750,7 +802,7 @@ class RoutingEngine(RoutingQueries):
             top = None
             while heap:
                 g, s = heap[0]
-                if s.state is QUEUED:
+                if s.offerable:
                     x = self._find_agent(s, now)
                     if x is not None:
                         top = (g, s, x)
@@ -762,7 +814,7 @@ class RoutingEngine(RoutingQueries):
                     del agents[aid]
                     continue
                 c = cache.get(aid)
-                if c is None or c[1].state is not QUEUED:
+                if c is None or not c[1].offerable:
                     c = self._best_session(a, now)
                     if c is None:
                         del agents[aid]

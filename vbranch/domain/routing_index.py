@@ -90,7 +90,7 @@ class Service:
 
 class Session:
     __slots__ = ("sid", "svc", "priority", "enq", "seq", "entry", "ring", "ring_due", "state",
-                 "agent", "excluded")
+                 "agent", "excluded", "away")
 
     def __init__(self, sid: str, svc: Service, priority: int, enq: float, seq: int) -> None:
         self.sid = sid
@@ -104,6 +104,12 @@ class Session:
         self.state = QUEUED
         self.agent: str | None = None
         self.excluded: dict[str, float] | None = None  # agent id -> until (declines)
+        self.away = False  # the customer is not connected: keeps its place, gets no offers
+
+    @property
+    def offerable(self) -> bool:
+        """Queued with its customer present: in its ring's bucket, a candidate for offers."""
+        return self.state is QUEUED and not self.away
 
 
 class Agent:

@@ -44,7 +44,7 @@ STAFFED_STATES = frozenset(
     {AgentState.AVAILABLE, AgentState.OFFERED, AgentState.BUSY, AgentState.WRAP_UP, AgentState.NOT_RESPONDING}
 )
 
-RevokeReason: TypeAlias = Literal["declined", "timeout", "agent_left", "customer_left"]
+RevokeReason: TypeAlias = Literal["declined", "timeout", "agent_left", "customer_left", "customer_away"]
 
 
 # ---------------------------------------------------------------------------
@@ -332,6 +332,7 @@ class SessionView:
     agent_id: str | None
     ring: int  # index into the service's effective rings (see routing docstring)
     position: int
+    away: bool = False  # the customer is not connected (see "Customers away" in the routing docstring)
 
 
 @dataclass(frozen=True, slots=True)

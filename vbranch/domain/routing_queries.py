@@ -60,7 +60,7 @@ class RoutingQueries:
         if s is None:
             return None
         return SessionView(s.sid, s.svc.code, s.priority, s.enq, s.state, s.agent, s.ring,
-                           bisect_left(s.svc.queue, s.entry) + 1)
+                           bisect_left(s.svc.queue, s.entry) + 1, s.away)
 
     def waiting_sessions(self) -> list[WaitingSession]:
         """Every waiting session in enqueue order: what restore() needs after a restart."""

@@ -111,7 +111,7 @@ class QueueDesk:
                 await self.sessions.move(sess.id, SessionState.QUEUED, "system", {"reason": "server_restart"})
         restorable = [WaitingSession(s.id, s.service_code, s.priority, s.created_at) for s in waiting
                       if s.service_code in self.engine.services()]
-        self.engine.restore(restorable)
+        self.engine.restore(restorable, away=True)  # offered only once their customers are back
         self._effects = asyncio.create_task(self._run_effects(), name="queue-effects")
         self._timer = asyncio.create_task(self._run_timer(), name="queue-timer")
 
@@ -373,14 +373,25 @@ class QueueDesk:
         }
 
     # -- operations used by the coordinator -------------------------------
-    async def enqueue(self, sess: CustomerSession) -> bool:
-        """Put a session in the queue (its place is by creation time); False if it already was."""
-        if self.engine.session(sess.id) is not None:
-            return False
-        self._joined_at[sess.id] = self.rt.clock.now()
-        await self.run(lambda: self.engine.enqueue(sess.id, sess.service_code, sess.priority,
-                                                   enqueued_at=sess.created_at))
-        return True
+    async def customer_here(self, sess: CustomerSession) -> bool:
+        """The waiting customer said hello. A new session joins the queue (its place is by creation
+        time); one that was away (a dropped socket, a restart) gets offers again in its old place.
+        True if it joined now."""
+        view = self.engine.session(sess.id)
+        if view is None:
+            self._joined_at[sess.id] = self.rt.clock.now()
+            await self.run(lambda: self.engine.enqueue(sess.id, sess.service_code, sess.priority,
+                                                       enqueued_at=sess.created_at))
+            return True
+        if view.away:
+            await self.run(lambda: self.engine.customer_back(sess.id))
+        return False
+
+    async def customer_away(self, session_id: str) -> None:
+        """The waiting customer's connection is gone: it keeps its place but gets no offers."""
+        view = self.engine.session(session_id)
+        if view is not None and not view.away:
+            await self.run(lambda: self.engine.customer_away(session_id))
 
     def position(self, session_id: str) -> dict[str, Any] | None:
         u = self.engine.position(session_id)
