@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from signaling.presence import Presence, PresenceStore, token_hash
 from vbranch.clock import Clock
 
 
@@ -114,7 +115,7 @@ class Connection:
 
 @dataclass
 class _Party:
-    resume_token: str
+    token_hash: str  # SHA-256 of its current resume token (the token itself is only with the client)
     connection: Connection | None
     grace: asyncio.TimerHandle | None = None
 
@@ -127,17 +128,35 @@ class AttachError(Exception):
 
 
 class Registry:
-    def __init__(self, clock: Clock, resume_window_s: float,
+    """The parties of this process. Each change a restart must not lose (a new resume token, the
+    start of a grace window, a party gone) is written to the presence store before it takes effect
+    for the client; ``restore`` reads them back at start."""
+
+    def __init__(self, clock: Clock, resume_window_s: float, store: PresenceStore,
                  on_gone: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._clock = clock
         self.resume_window_s = resume_window_s
+        self.store = store
         # a party's resume window passed without it coming back (wired by vbranch.bootstrap)
         self.on_gone = on_gone
         self._parties: dict[str, _Party] = {}
         self._tasks: set[asyncio.Task] = set()
 
-    def attach(self, party: str, conn: Connection, resume_token: str | None) -> tuple[str, bool]:
-        """Bind conn to party. Returns (new resume token, resumed?).
+    async def restore(self) -> None:
+        """After a restart: every party in the store gets its resume window back (one that was
+        connected, a fresh one from now); one whose window has passed is gone."""
+        now = self._clock.now()
+        records = await self.store.all()
+        for record in records:
+            entry = self._parties[record.party] = _Party(record.token_hash, None)
+            until = now + self.resume_window_s if record.connected else (record.grace_until or now)
+            self._start_grace(record.party, entry, until - now)
+        # the parties connected when the process stopped: their windows start now (one group commit)
+        await asyncio.gather(*(self.store.put(Presence(r.party, r.token_hash, False, now + self.resume_window_s))
+                               for r in records if r.connected))
+
+    async def attach(self, party: str, conn: Connection, resume_token: str | None) -> tuple[str, bool]:
+        """Bind conn to party. Returns (new resume token, resumed?) once the token is stored.
 
         A hello carrying the party's resume token takes over (even from a live
         connection, e.g. a reload); without one, a party whose connection is
@@ -146,7 +165,8 @@ class Registry:
         current = self._parties.get(party)
         resumed = False
         if current is not None:
-            token_ok = resume_token is not None and secrets.compare_digest(resume_token, current.resume_token)
+            token_ok = resume_token is not None and secrets.compare_digest(token_hash(resume_token),
+                                                                           current.token_hash)
             if resume_token is not None and not token_ok:
                 raise AttachError("resume_failed", "the resume token is not valid for this party")
             if current.connection is not None and not token_ok:
@@ -161,40 +181,44 @@ class Registry:
         elif resume_token is not None:
             raise AttachError("resume_failed", "nothing to resume: the resume window has passed")
         token = secrets.token_urlsafe(24)
-        self._parties[party] = _Party(token, conn)
+        entry = _Party(token_hash(token), conn)
+        self._parties[party] = entry
         conn.party = party
+        await self.store.put(Presence(party, entry.token_hash, True))
         return token, resumed
 
-    def detach(self, conn: Connection) -> None:
+    async def detach(self, conn: Connection) -> None:
         """The connection closed: start the party's grace window."""
         party = conn.party
         entry = self._parties.get(party) if party else None
         if entry is None or entry.connection is not conn:
             return
         entry.connection = None
-        loop = asyncio.get_running_loop()
-        entry.grace = loop.call_later(self.resume_window_s, lambda: self._spawn(self._expire(party)))
+        self._start_grace(party, entry, self.resume_window_s)
+        await self.store.put(Presence(party, entry.token_hash, False, self._clock.now() + self.resume_window_s))
 
-    async def _expire(self, party: str) -> None:
-        entry = self._parties.get(party)
-        if entry is not None and entry.connection is None:
+    def _start_grace(self, party: str, entry: _Party, delay_s: float) -> None:
+        entry.grace = asyncio.get_running_loop().call_later(max(0.0, delay_s),
+                                                            lambda: self._spawn(self._expire(party, entry)))
+
+    async def _expire(self, party: str, entry: _Party) -> None:
+        if self._parties.get(party) is entry and entry.connection is None:
             del self._parties[party]
+            await self.store.remove(party)
             if self.on_gone is not None:
                 await self.on_gone(party)
 
-    def expect(self, party: str) -> None:
-        """A party not connected yet but owed a resume window (e.g. waiting before a restart)."""
-        if party not in self._parties:
-            entry = _Party(secrets.token_urlsafe(24), None)
-            self._parties[party] = entry
-            entry.grace = asyncio.get_running_loop().call_later(
-                self.resume_window_s, lambda: self._spawn(self._expire(party)))
-
-    def forget(self, party: str) -> None:
+    async def forget(self, party: str) -> None:
         """Drop a party now (e.g. its session ended) without calling on_gone."""
         entry = self._parties.pop(party, None)
         if entry and entry.grace:
             entry.grace.cancel()
+        if entry is not None:
+            await self.store.remove(party)
+
+    def holds(self, party: str) -> bool:
+        """Connected, or inside its resume window."""
+        return party in self._parties
 
     def connection(self, party: str) -> Connection | None:
         entry = self._parties.get(party)
@@ -222,3 +246,4 @@ class Registry:
         self._parties.clear()
         for task in list(self._tasks):
             task.cancel()
+        await self.store.close()

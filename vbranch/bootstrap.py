@@ -16,6 +16,7 @@ from functools import partial
 
 from recordings.storage import LocalDirStorage
 from signaling.bus import LocalBus
+from signaling.presence import PresenceStore
 from signaling.registry import Registry
 from vbranch.auth import TokenService, hash_api_key
 from vbranch.calls.coordinator import Coordinator, watchers
@@ -29,6 +30,7 @@ from vbranch.evidence.signing import SigningKey
 from vbranch.facecheck import FaceCheckConfig, FaceCheckPool
 from vbranch.media.hub import MediaHub
 from vbranch.metrics import Metrics
+from vbranch.presence.database import DatabasePresence
 from vbranch.queue.desk import QueueDesk
 from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
@@ -52,6 +54,15 @@ def build_database(settings: Settings, on_commit: Callable[[], None] | None = No
     """The branch's database (the data folder is made first: the default SQLite file lives in it)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Database(settings.resolved_database_url, on_commit=on_commit)
+
+
+def build_presence(settings: Settings, db: Database) -> PresenceStore:
+    """Where resume tokens and grace windows outlive the process: Redis if configured, else the database."""
+    if settings.redis_url:
+        from vbranch.presence.redis_store import RedisPresence
+
+        return RedisPresence(settings.redis_url)
+    return DatabasePresence(db)
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -85,7 +96,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None) -> Branch:
     """The whole branch, wired: what `create_app` serves."""
     rt = build_runtime(settings, clock)
     sessions = SessionService(rt)
-    registry = Registry(rt.clock, settings.resume_window_s)
+    registry = Registry(rt.clock, settings.resume_window_s, build_presence(settings, rt.db))
     bus = LocalBus(registry)
     desk = QueueDesk(rt, bus, sessions, partial(watchers, registry))
     hub = MediaHub(rt.storage, rt.clock, [s.model_dump(exclude_none=True) for s in settings.ice_servers],

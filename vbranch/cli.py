@@ -61,7 +61,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=settings.heartbeat_interval_s,
                             ws_per_message_deflate=False,  # small JSON: compressing costs more CPU than it saves
-                            ws_ping_timeout=settings.heartbeat_interval_s, lifespan="on")
+                            ws_ping_timeout=settings.heartbeat_interval_s, lifespan="on",
+                            # SIGTERM: stop listening, close every socket with 1012 (clients come back and
+                            # resume), wait this long for requests under way, then finalise recordings and
+                            # flush the evidence journal (the app's shutdown)
+                            timeout_graceful_shutdown=10)
     BannerServer(config).run()
     return 0
 

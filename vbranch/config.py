@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     staff_token_ttl_s: int = Field(8 * 3600, gt=0)
     join_token_ttl_s: int = Field(2 * 3600, gt=0)
     resume_window_s: float = Field(60.0, gt=0)
+    # how often waiting sessions whose join token expired before their customer ever said hello are ended
+    expiry_sweep_s: float = Field(60.0, gt=0)
     heartbeat_interval_s: float = Field(20.0, gt=0)
     ws_max_frame_bytes: int = Field(64 * 1024, ge=1024)
     ws_rate_per_s: float = Field(20.0, gt=0)

@@ -14,6 +14,7 @@ from typing import Any
 
 from signaling.bus import LocalBus
 from signaling.registry import Connection, Registry, staff_party
+from tests.support.memory_presence import MemoryPresence
 from vbranch.clock import FakeClock
 from vbranch.domain.service_rules import rules_for
 from vbranch.domain.session_state import SessionState
@@ -128,10 +129,10 @@ async def test_a_slow_socket_does_not_delay_other_parties():
     async def gone(_party: str) -> None:
         return None
 
-    registry = Registry(FakeClock(0.0), 60.0, gone)
+    registry = Registry(FakeClock(0.0), 60.0, MemoryPresence(), gone)
     stuck, fast = StuckTransport(), FastTransport()
-    registry.attach(staff_party("101"), Connection(transport=stuck, role="agent"), None)
-    registry.attach(staff_party("102"), Connection(transport=fast, role="agent"), None)
+    await registry.attach(staff_party("101"), Connection(transport=stuck, role="agent"), None)
+    await registry.attach(staff_party("102"), Connection(transport=fast, role="agent"), None)
     desk = make_desk(FakeSessions(), LocalBus(registry))
     try:
         for agent in ("101", "102"):

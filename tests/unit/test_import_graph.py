@@ -24,7 +24,7 @@ COMPOSITION_ROOT = ROOT / "vbranch" / "bootstrap.py"
 # what only the composition root constructs
 WIRED = frozenset({
     "Runtime", "Database", "EvidenceJournal", "LocalDirStorage", "TokenService", "SigningKey", "FaceCheckPool",
-    "MediaHub", "QueueDesk", "Registry", "LocalBus", "SessionService", "CallMedia", "CallService", "Coordinator",
+    "MediaHub", "QueueDesk", "Registry", "DatabasePresence", "RedisPresence", "LocalBus", "SessionService", "CallMedia", "CallService", "Coordinator",
 })
 
 

@@ -234,6 +234,18 @@ class RoutingMachine(RuleBasedStateMachine):
             self.agents[aid]["skills"] = skills  # re-login: new skills, same state
         self.call(None, self.e.agent_login, aid, skills, status="available" if available else "away")
 
+    @rule(aid=st.sampled_from(AGENTS), skills=skills_st, service=st.sampled_from(sorted(RULES)))
+    def login_in_a_call(self, aid, skills, service):
+        """Back after a restart in a call that is still running: busy with it, whatever else waits."""
+        if aid in self.agents:
+            return
+        self.pending_skills = skills
+        sid = f"call{self.n}"
+        self.n += 1
+        self.call(None, self.e.agent_login, aid, skills, call=(sid, service, self.now - 30))
+        assert self.agents[aid]["state"] == "busy"
+        self.agents[aid]["session"] = sid
+
     @rule(aid=st.sampled_from(AGENTS), skills=skills_st)
     def update_skills(self, aid, skills):
         if aid in self.agents:

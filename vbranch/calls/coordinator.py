@@ -8,6 +8,7 @@ become typed ``error`` messages here, and every staff action is audited.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -16,7 +17,7 @@ from signaling.registry import AttachError, Connection, Registry, customer_party
 from vbranch.auth import AuthError, JoinClaims, StaffClaims
 from vbranch.calls.media import CallMedia
 from vbranch.calls.service import CallService
-from vbranch.db.repositories import Accounts
+from vbranch.db.repositories import Accounts, Sessions
 from vbranch.domain.errors import DomainError
 from vbranch.domain.routing_model import AgentState, RoutingError
 from vbranch.domain.session_state import FINAL, WAITING, SessionState
@@ -50,15 +51,19 @@ class Coordinator:
         self.registry = registry
         self.desk = desk
         self.media = media
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
         await self.desk.start()
-        # customers waiting before a restart get the resume window to come back
-        for view in self.desk.engine.waiting_sessions():
-            self.registry.expect(customer_party(view.session_id))
+        # the parties connected or in their resume window before a restart get it (back)
+        await self.registry.restore()
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="expiry-sweeper")
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.desk.stop()
         await self.media.close()
         await self.registry.close()
@@ -78,7 +83,7 @@ class Coordinator:
             return
         if not account.active:
             conn = self.registry.connection(staff_party(account_id))
-            self.registry.forget(staff_party(account_id))
+            await self.registry.forget(staff_party(account_id))
             await self._agent_gone(account_id)
             if conn:
                 await conn.close(1008, "account disabled")
@@ -121,7 +126,7 @@ class Coordinator:
             await conn.send(reply)
 
     async def disconnected(self, conn: Connection) -> None:
-        self.registry.detach(conn)
+        await self.registry.detach(conn)
         if conn.role == "customer" and conn.party and self.registry.connection(conn.party) is None:
             # a waiting customer whose socket dropped keeps its place through the resume window,
             # but no agent is offered a customer who is not there
@@ -151,6 +156,33 @@ class Coordinator:
             return
         await self.calls.customer_gone(session_id, reason)
 
+    async def sweep_expired(self) -> list[str]:
+        """End the waiting sessions whose join token expired before their customer ever said hello
+        (nobody connected, no resume window): abandoned, reason join_token_expired. Their ids."""
+        cutoff = self.rt.clock.now() - self.rt.settings.join_token_ttl_s
+        async with self.rt.db.session() as db:
+            waiting = await Sessions(db).in_states([SessionState.QUEUED, SessionState.OFFERED])
+        ended = []
+        for sess in waiting:
+            if sess.created_at > cutoff or self.registry.holds(customer_party(sess.id)):
+                continue
+            if self.desk.engine.session(sess.id) is not None:
+                await self.desk.run(lambda sid=sess.id: self.desk.engine.abandon(sid))
+            await self.sessions.move(sess.id, SessionState.ABANDONED, "system", {"reason": "join_token_expired"},
+                                     end_reason="join_token_expired")
+            ended.append(sess.id)
+        return ended
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.rt.settings.expiry_sweep_s)
+            try:
+                ended = await self.sweep_expired()
+                if ended:
+                    log.info("ended %d waiting session(s) whose join token expired unused", len(ended))
+            except Exception:  # the next sweep tries again
+                log.exception("the expiry sweep failed")
+
     async def _agent_gone(self, account_id: int) -> None:
         if self.desk.engine.agent(str(account_id)) is not None:
             await self.desk.run(lambda: self.desk.engine.agent_logout(str(account_id)))
@@ -174,7 +206,7 @@ class Coordinator:
             raise ProtocolError("not_found", "this session does not exist", msg.id)
         if sess.state in FINAL:
             raise ProtocolError("session_closed", f"this session has ended ({sess.state})", msg.id)
-        resume_token = self._attach(conn, customer_party(sess.id), msg)
+        resume_token = await self._attach(conn, customer_party(sess.id), msg)
         await conn.send(server_message("welcome", msg.id, session_id=sess.id, state=sess.state,
                                        resume_token=resume_token, service=sess.service_code,
                                        consent=sess.consent or None, ice_servers=self._ice_servers()))
@@ -189,21 +221,33 @@ class Coordinator:
         async with self.rt.db.session() as db:
             account = await Accounts(db).get(claims.account_id)
             skills = await Accounts(db).skills(claims.account_id)
-        resume_token = self._attach(conn, staff_party(claims.account_id), msg)
+        resume_token = await self._attach(conn, staff_party(claims.account_id), msg)
         name = account.display_name if account else claims.username
         if conn.role == "agent":
             await self.desk.agent_login(claims.account_id, name)
         await conn.send(server_message(
             "welcome", msg.id, resume_token=resume_token, status=self.desk.agent_status(claims.account_id),
-            ice_servers=self._ice_servers(),
+            ice_servers=self._ice_servers(), call=await self._call_of(claims.account_id),
             agent={"id": claims.account_id, "username": claims.username, "role": str(claims.role),
                    "display_name": name, "skills": skills}))
         if conn.role in WATCHER_ROLES:
             await conn.send(server_message("wallboard.update", **await self.desk.stats()))
 
-    def _attach(self, conn: Connection, party: str, msg: Any) -> str:
+    async def _call_of(self, account_id: int) -> dict[str, Any] | None:
+        """The call an agent is in, as the server knows it (a console restores it from this)."""
+        view = self.desk.engine.agent(str(account_id))
+        if view is None or view.state != AgentState.BUSY or view.session_id is None:
+            return None
         try:
-            token, _resumed = self.registry.attach(party, conn, msg.resume_token)
+            call = await self.calls.call(view.session_id)
+        except DomainError:
+            return None
+        return {"session_id": call.session_id, "service": call.service_code, "connected_at": call.connected_at,
+                "checklist": call.status()}
+
+    async def _attach(self, conn: Connection, party: str, msg: Any) -> str:
+        try:
+            token, _resumed = await self.registry.attach(party, conn, msg.resume_token)
         except AttachError as exc:
             raise ProtocolError(exc.code, exc.message, msg.id) from None
         return token
@@ -220,7 +264,7 @@ class Coordinator:
     async def on_leave(self, conn: Connection, msg: Any) -> None:
         session_id = conn.identity.session_id
         await self._customer_gone(session_id, "customer_left")
-        self.registry.forget(customer_party(session_id))
+        await self.registry.forget(customer_party(session_id))
         await conn.send(server_message("session.ended", msg.id, reason="customer_left"))
         await conn.close(1000, "left")
 

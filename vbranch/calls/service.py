@@ -176,6 +176,6 @@ class CallService:
 
     async def call_over(self, session_id: str) -> None:
         """Presence and media teardown once a call has ended: recordings are finalised, the evidence sealed."""
-        self.registry.forget(customer_party(session_id))
+        await self.registry.forget(customer_party(session_id))
         await self.media.end(session_id)
         await seal_session(self.rt, self.rt.signing_key, session_id)

@@ -198,3 +198,14 @@ class Manifest(SQLModel, table=True):
     signature: str = Field(max_length=128)  # Ed25519, base64
     key_id: str = Field(max_length=64)  # SHA-256 of the raw public key, hex (first 16 bytes)
     created_at: float
+
+
+class PresenceRow(SQLModel, table=True):
+    """A party's resume token (as SHA-256) and grace deadline: see signaling.presence."""
+
+    __tablename__ = "presence"
+
+    party: str = Field(primary_key=True, max_length=80)
+    token_hash: str = Field(max_length=64)
+    connected: bool
+    grace_until: float | None = None

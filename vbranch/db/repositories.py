@@ -22,6 +22,7 @@ from vbranch.db.models import (
     StaffAccount,
     TimelineEvent,
 )
+from vbranch.domain.session_state import SessionState
 
 
 class Accounts:
@@ -111,6 +112,12 @@ class Sessions:
     async def recordings(self, session_id: str) -> list[Recording]:
         q = select(Recording).where(Recording.session_id == session_id).order_by(Recording.party)
         return list((await self.db.exec(q)).all())
+
+    async def call_of(self, agent_id: int) -> CustomerSession | None:
+        """The call the agent is in (connected), if any: what a restart must give back to it."""
+        q = select(CustomerSession).where(CustomerSession.agent_id == agent_id,
+                                          CustomerSession.state == SessionState.CONNECTED)
+        return (await self.db.exec(q)).first()
 
     async def in_states(self, states: list[str]) -> list[CustomerSession]:
         q = select(CustomerSession).where(col(CustomerSession.state).in_(states)).order_by(

@@ -278,20 +278,32 @@ class RoutingEngine(RoutingQueries):
         a.services = [svc for svc in self._services.values() if any(id(p) in ok for p in svc.pools)]
 
     # ------------------------------------------------------------------ agents
-    def agent_login(self, agent_id: str, skills: Mapping[str, int], *, status: str = "away") -> list[Event]:
-        """Log in (state away, or available). Already logged in: update skills, keep state."""
+    def agent_login(self, agent_id: str, skills: Mapping[str, int], *, status: str = "away",
+                    call: tuple[str, str, float] | None = None) -> list[Event]:
+        """Log in (state away, or available). Already logged in: update skills, keep state.
+
+        ``call``: (session id, service, connected_at) of a call the agent is still in (one that was
+        running before a restart): the agent logs in busy with it, and ``end_call`` ends it as usual."""
         skills = check_skills(skills)
         if status not in ("away", "available"):
             raise RoutingError("invalid_argument", "status must be available or away")
+        a = self._agents.get(agent_id)
+        if a is None and call is not None:
+            self._service(call[1])
+            if call[0] in self._sessions:
+                raise RoutingError("duplicate_session", f"session {call[0]!r} is waiting, not in a call")
         now = self._clock.now()
         self._advance(now)
         events: list[Event] = []
-        a = self._agents.get(agent_id)
         if a is None:
             a = Agent(agent_id, skills, next(self._agent_seq), now)
             self._agents[agent_id] = a
             self._qualify(a)
-            self._change(a, A.AVAILABLE if status == "available" else A.AWAY, now, events)
+            if call is not None:
+                a.call_sid, a.call_service, a.connected_at = call[0], call[1], float(call[2])
+                self._change(a, A.BUSY, now, events)
+            else:
+                self._change(a, A.AVAILABLE if status == "available" else A.AWAY, now, events)
         else:
             self._set_skills(a, skills, now)
         self._dispatch(now, events)

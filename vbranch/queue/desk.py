@@ -403,7 +403,11 @@ class QueueDesk:
         if self.engine.agent(agent_id) is None:
             async with self.rt.db.session() as db:
                 skills = await Accounts(db).skills(account_id)
-            await self.run(lambda: self.engine.agent_login(agent_id, skills))
+                # a call that was running when the server restarted is the agent's again (busy)
+                sess = await Sessions(db).call_of(account_id)
+            call = ((sess.id, sess.service_code, sess.connected_at or sess.created_at)
+                    if sess is not None and sess.service_code in self.engine.services() else None)
+            await self.run(lambda: self.engine.agent_login(agent_id, skills, call=call))
 
     async def update_agent_skills(self, account_id: int) -> None:
         """An administrator changed the agent's skills: a logged-in agent gets them at once."""

@@ -60,6 +60,7 @@ function renderIdle() {
 }
 
 async function requestStatus(status) {
+  state.chosen = status; // what the agent asked for: kept through a reconnect (see onResumed)
   try {
     const reply = await state.signal.request({ type: 'agent.status', status });
     if (status === 'available') bar.hide();
@@ -291,7 +292,7 @@ function enableStatusButtons(on) {
 
 function onSignalStatus(s, info) {
   enableStatusButtons(s === 'connected');
-  if (s === 'reconnecting') bar.say('conn.reconnecting', { n: info.attempt }, 'warn');
+  if (s === 'reconnecting') bar.say(info.restarting ? 'conn.restarting' : 'conn.reconnecting', { n: info.attempt }, 'warn');
   else if (s === 'connected' && info.resumed) bar.say('conn.restored', null, 'ok', 3000);
   else if (s === 'lost') bar.say('conn.lost', null, 'bad');
   else if (s === 'closed' && info.code === 4001) bar.say('conn.superseded', null, 'bad');
@@ -301,15 +302,37 @@ function onSignalStatus(s, info) {
 function followWelcome(welcome) {
   state.iceServers = welcome.ice_servers || [];
   setStatus(welcome.status);
-  const stored = loadCall();
-  if (welcome.status === 'busy' && stored) {
-    if (!state.call || !state.media.connected) {
-      state.call = stored;
-      startCall(stored.session_id);
-    }
+  if (welcome.status === 'busy' && welcome.call) {
+    // the server's word on the call and its checklist (after a reload, a reconnect or a restart);
+    // this tab's own copy only adds what the server does not repeat (the customer's details)
+    const call = callFromServer(welcome.call, state.call || loadCall());
+    const same = state.call && state.call.session_id === call.session_id;
+    state.call = call;
+    saveCall(call);
+    if (!same || !state.media.connected) startCall(call.session_id);
+    else renderSteps();
   } else if (welcome.status !== 'busy' && state.call) {
     callEnded({ session_id: state.call.session_id, reason: 'completed' });
   }
+}
+
+function callFromServer(call, mine) {
+  const marked = new Map();
+  let facecheckPassed = false;
+  for (const s of call.checklist || []) {
+    if (s.kind === 'facecheck') facecheckPassed = Boolean(s.done);
+    else if (s.done) marked.set(s.code, (mine?.marked?.get(s.code)) ?? Date.now());
+  }
+  const customer = mine && mine.session_id === call.session_id ? mine.customer : null;
+  return { session_id: call.session_id, service: call.service, customer, marked, facecheckPassed };
+}
+
+// Back after a drop or a server restart. The server puts an absent agent away (no offers to
+// nobody); an agent who had chosen available is made available again without a click.
+function onResumed(welcome) {
+  const hadCall = Boolean(state.call);
+  followWelcome(welcome);
+  if (!hadCall && welcome.status === 'away' && state.chosen === 'available') requestStatus('available');
 }
 
 async function startConsole(session) {
@@ -342,7 +365,7 @@ async function startConsole(session) {
     if (state.call?.session_id === m.session_id && m.party === 'customer') state.media.peerState(m.state);
   });
   signal.on('status', onSignalStatus);
-  signal.on('resumed', followWelcome);
+  signal.on('resumed', onResumed);
   try {
     const welcome = await signal.open();
     if (welcome.agent?.display_name) $('#who').textContent = welcome.agent.display_name;

@@ -160,7 +160,11 @@ async function connect() {
   signal.on('facecheck.done', challengeDone);
   signal.on('session.ended', (m) => finish(m.reason));
   signal.on('status', onSignalStatus);
-  signal.on('resumed', (welcome) => followWelcome(welcome));
+  signal.on('resumed', (welcome) => {
+    // back after a drop or a server restart: the next place we hear of is said aloud
+    if (welcome.state === 'queued' || welcome.state === 'offered') state.backInQueue = true;
+    followWelcome(welcome);
+  });
   let welcome;
   try {
     welcome = await signal.open();
@@ -191,7 +195,7 @@ function followWelcome(welcome) {
 
 function onSignalStatus(s, info) {
   if (state.ended) return;
-  if (s === 'reconnecting') bar.say('conn.reconnecting', { n: info.attempt }, 'warn');
+  if (s === 'reconnecting') bar.say(info.restarting ? 'conn.restarting' : 'conn.reconnecting', { n: info.attempt }, 'warn');
   else if (s === 'connected' && info.resumed) bar.say('conn.restored', null, 'ok', 3000);
   else if (s === 'lost') finish(info.code === 'session_closed' ? 'closed' : 'connection_lost');
   else if (s === 'closed' && info.code === 4001) finish('superseded');
@@ -203,6 +207,10 @@ function onSignalStatus(s, info) {
 // -- queue -------------------------------------------------------------------
 function renderQueue(m) {
   state.queue = m;
+  if (state.backInQueue) {
+    state.backInQueue = false;
+    bar.say('conn.back_in_queue', { position: m.position }, 'ok', 5000);
+  }
   el.position.textContent = String(m.position);
   el.position.dataset.position = String(m.position);
   const wait = m.estimated_wait_s;

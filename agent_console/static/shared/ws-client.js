@@ -11,6 +11,7 @@ export class WsError extends Error {
 
 // Close codes after which reconnecting makes no sense: normal, policy (bad token), superseded.
 const FINAL_CODES = new Set([1000, 1008, 4001]);
+const CLOSE_RESTART = 1012; // the server is restarting: come back in a moment
 const PING_EVERY_MS = 15000;
 const PING_TIMEOUT_MS = 8000;
 
@@ -32,6 +33,7 @@ export class Signal {
     this.state = 'idle'; // idle | connecting | connected | reconnecting | closed | lost
     this.closing = false;
     this.dropAt = 0;
+    this.dropCode = null;
     this.attempt = 0;
     this.retryTimer = null;
     this.pingTimer = null;
@@ -106,8 +108,9 @@ export class Signal {
       if (welcome.resume_token) this.resume?.set(welcome.resume_token);
       return welcome;
     } catch (err) {
-      if (stored && err.code === 'resume_failed' && this.state === 'connecting') {
-        // a stale token from an earlier page: greet afresh
+      if (stored && err.code === 'resume_failed') {
+        // the resume window passed or the token is from an earlier page: greet afresh with the join
+        // or staff token; the server says whether the session is still live (session_closed if not)
         this.resume.clear();
         const welcome = await this.request({ type: 'hello' });
         if (welcome.resume_token) this.resume?.set(welcome.resume_token);
@@ -145,6 +148,7 @@ export class Signal {
     if (this.state !== 'reconnecting') {
       this.dropAt = Date.now();
       this.attempt = 0;
+      this.dropCode = ev.code; // 1012: the server is restarting (the page can say so)
     }
     this._scheduleRetry();
   }
@@ -157,7 +161,7 @@ export class Signal {
       return;
     }
     this.attempt += 1;
-    this._setState('reconnecting', { attempt: this.attempt });
+    this._setState('reconnecting', { attempt: this.attempt, restarting: this.dropCode === CLOSE_RESTART });
     const delay = Math.min(5000, 500 * 2 ** (this.attempt - 1));
     this.retryTimer = setTimeout(() => this._retryNow(), delay);
   }
@@ -170,7 +174,7 @@ export class Signal {
       this._setState('connected', { welcome, resumed: true });
       this._emit('resumed', welcome);
     } catch (err) {
-      if (['resume_failed', 'session_closed', 'not_found', 'invalid_token', 'token_expired'].includes(err.code)) {
+      if (['session_closed', 'not_found', 'invalid_token', 'token_expired'].includes(err.code)) {
         this.closing = true;
         this._setState('lost', { code: err.code });
         try { this.ws.close(1000); } catch { /* already closed */ }
