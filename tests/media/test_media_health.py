@@ -47,7 +47,7 @@ def judged(hub: MediaHub, session_id: str, start: float, end: float, rules: Cove
     stats = hub.stats(session_id)
     spans = {p: RecordingSpan(s["recording"]["started_at"], end - s["recording"]["started_at"])
              for p, s in stats.items() if s["recording"] and s["recording"]["started_at"]}
-    parties = {p: PartyMedia(h["ever_connected"], h["intervals"], spans.get(p))
+    parties = {p: PartyMedia(h["ever_connected"], h["intervals"], [spans[p]] if p in spans else [])
                for p, h in hub.health(session_id).items()}
     return coverage_issues(start, end, parties, rules)
 

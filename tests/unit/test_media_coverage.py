@@ -24,7 +24,7 @@ def party(*intervals: tuple[float, float | None], rec: tuple[float, float] | Non
     return PartyMedia(
         ever_connected=connected,
         intervals=[[at(s), at(e)] for s, e in intervals],
-        recording=None if rec is None else RecordingSpan(T0 + rec[0], rec[1], has_video=video),
+        recordings=() if rec is None else (RecordingSpan(T0 + rec[0], rec[1], has_video=video),),
     )
 
 
@@ -220,7 +220,7 @@ def test_default_rules():
 def test_interval_from_health_snapshot_lists():
     # PartyHealth.snapshot() gives lists, the last one maybe open
     media = PartyMedia(ever_connected=True, intervals=[[T0, T0 + 50], [T0 + 70, None]],
-                       recording=RecordingSpan(T0, 300))
+                       recordings=(RecordingSpan(T0, 300),))
     assert coverage_issues(T0, T0 + 300, {"customer": media, "agent": FULL}, RULES) == [gap("customer", 50, 70)]
 
 
@@ -289,3 +289,17 @@ def test_all_gaps_match_brute_force(intervals, rules, rec):
     assert all(i["party"] == "customer" and i["reason"] == "gap" for i in got)
     assert [(i["start_offset_s"], i["end_offset_s"]) for i in got] == model_gaps(intervals, rec, rules)
     assert all(i["duration_s"] == i["end_offset_s"] - i["start_offset_s"] for i in got)
+
+
+def test_segments_of_a_restart_cover_the_call_but_their_gap_is_one():
+    """Recorded across a server restart: two segments, media flowing in each; the restart is a gap."""
+    media = PartyMedia(ever_connected=True, intervals=[[T0, T0 + 100], [T0 + 108, None]],
+                       recordings=(RecordingSpan(T0, 100), RecordingSpan(T0 + 108, 192)))
+    assert coverage_issues(T0, T0 + 300, {"customer": media, "agent": FULL}, RULES) == [gap("customer", 100, 108)]
+    quick = PartyMedia(ever_connected=True, intervals=[[T0, T0 + 100], [T0 + 103, None]],
+                       recordings=(RecordingSpan(T0, 100), RecordingSpan(T0 + 103, 197)))
+    assert coverage_issues(T0, T0 + 300, {"customer": quick, "agent": FULL}, RULES) == []
+    no_video = PartyMedia(ever_connected=True, intervals=[[T0, None]],
+                          recordings=(RecordingSpan(T0, 100), RecordingSpan(T0 + 100, 200, has_video=False)))
+    assert [i["reason"] for i in coverage_issues(T0, T0 + 300, {"customer": no_video, "agent": FULL}, RULES)] \
+        == ["no_video"]

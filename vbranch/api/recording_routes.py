@@ -33,6 +33,7 @@ REPLAY_ROLES = (Role.REVIEWER, Role.ADMIN)
 class RecordingOut(BaseModel):
     id: int
     party: str
+    segment: int  # 1, 2, ...: a call recorded across a server restart has one segment per side of it
     container: str
     video_codec: str | None
     audio_codec: str | None
@@ -65,13 +66,13 @@ async def list_recordings(session_id: str, staff: StaffDep, rt: RuntimeDep, db: 
     if await Sessions(db).get(session_id) is None:
         raise ApiError(404, "not_found", "no such session")
     rows = (await db.exec(select(Recording).where(Recording.session_id == session_id)
-                          .order_by(Recording.party))).all()
+                          .order_by(Recording.party, Recording.segment))).all()
     out = []
     for r in rows:
         if r.purged_at is not None:
             continue
         token, exp = rt.tokens.issue_media(r.id, staff.account_id)
-        out.append(RecordingOut(id=r.id, party=r.party, container=r.container, video_codec=r.video_codec,
+        out.append(RecordingOut(id=r.id, party=r.party, segment=r.segment, container=r.container, video_codec=r.video_codec,
                                 audio_codec=r.audio_codec, started_at=utc(r.started_at).isoformat(),
                                 started_at_epoch=r.started_at, duration_s=r.duration_s, size_bytes=r.size_bytes,
                                 sha256=r.sha256, media_url=f"/api/v1/recordings/{r.id}/media?token={token}",

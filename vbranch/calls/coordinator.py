@@ -56,6 +56,7 @@ class Coordinator:
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
         await self.desk.start()
+        await self.media.recover()  # recordings a crash left without rows are stored as segments
         # the parties connected or in their resume window before a restart get it (back)
         await self.registry.restore()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="expiry-sweeper")

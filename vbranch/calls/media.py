@@ -17,17 +17,20 @@ from collections.abc import Callable
 from typing import Any
 
 from recordings.playback import ensure_playable, needs_copy
+from recordings.writer import probe
 from signaling.bus import MessageBus
 from signaling.registry import customer_party, staff_party
 from signaling.protocol import server_message
 
 from vbranch.db.models import FaceCheck, Recording
 from vbranch.domain.media_coverage import CoverageRules, PartyMedia, RecordingSpan, coverage_issues
-from vbranch.db.repositories import Sessions
+from vbranch.db.repositories import Sessions, Timeline
+from vbranch.domain.session_state import SessionState
 from vbranch.domain.errors import Conflict, Invalid
 from vbranch.evidence.journal import SessionUpdate
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
 from vbranch.media.hub import MediaError, MediaHub
+from vbranch.media.recorder import RecordingResult
 from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
 
@@ -53,8 +56,18 @@ class CallMedia:
         self._tasks: set[asyncio.Task] = set()
 
     async def close(self) -> None:
+        """Shutdown: every running call's recordings are finalised and stored as segments (the calls go
+        on after a restart, in new segments), then the hub stops."""
         for task in list(self._checks.values()):
             task.cancel()
+        for session_id in self.hub.sessions():
+            try:
+                stats = self.hub.stats(session_id)
+                results = await self.hub.end_session(session_id)
+                await self._journaled(session_id)
+                await self._store(session_id, results, stats)
+            except Exception:  # the others are still stored
+                log.exception("storing the recordings of %s at shutdown failed", session_id)
         await self.hub.close()
         for session_id in list(self._journaling):
             await self._journaled(session_id)
@@ -119,22 +132,37 @@ class CallMedia:
                 log.error("a media event of %s was not journaled: %r", session_id, result)
 
     # -- evidence of the media ---------------------------------------------
-    def coverage(self, session_id: str, started_at: float) -> list[dict[str, Any]]:
+    async def coverage(self, session_id: str, started_at: float) -> list[dict[str, Any]]:
         """What the recordings miss of the call so far (a running recording counts up to now)."""
         now = self.rt.clock.now()
         stats = self.hub.stats(session_id) if session_id in self.hub.sessions() else {}
-        spans = {}
+        live = {}
         for party, st in stats.items():
             rec = st.get("recording") or {}
             if rec.get("started_at") is not None:
-                spans[party] = RecordingSpan(rec["started_at"], now - rec["started_at"],
-                                             has_video=bool(rec.get("video_codec")))
-        return self._issues(started_at, now, self.hub.health(session_id), spans)
+                live[party] = [RecordingSpan(rec["started_at"], now - rec["started_at"],
+                                             has_video=bool(rec.get("video_codec")))]
+        return await self._judge(session_id, started_at, now, self.hub.health(session_id), live)
 
-    def _issues(self, started_at: float, ended_at: float, health: dict[str, dict[str, Any]],
-                spans: dict[str, RecordingSpan]) -> list[dict[str, Any]]:
+    async def _judge(self, session_id: str, started_at: float, ended_at: float, health: dict[str, dict[str, Any]],
+                     live: dict[str, list[RecordingSpan]], ours: frozenset[int | None] = frozenset()
+                     ) -> list[dict[str, Any]]:
+        """Coverage over every segment: the stored ones and ``live`` (the running recording). ``ours``:
+        stored segments of this process, whose media health the hub still has."""
+        async with self.rt.db.session() as db:
+            segments = await Sessions(db).recordings(session_id)
+        spans = {party: list(v) for party, v in live.items()}
+        for r in segments:
+            if not r.duration_s:
+                continue
+            spans.setdefault(r.party, []).append(RecordingSpan(r.started_at, r.duration_s,
+                                                               has_video=bool(r.video_codec)))
+            if r.id not in ours:  # media flowed while an earlier process recorded it (its health went with it)
+                h = health.setdefault(r.party, {"ever_connected": True, "intervals": []})
+                h["ever_connected"] = True
+                h["intervals"] = [[r.started_at, r.started_at + r.duration_s], *h["intervals"]]
         parties = {p: PartyMedia(ever_connected=h["ever_connected"], intervals=h["intervals"],
-                                 recording=spans.get(p)) for p, h in health.items()}
+                                 recordings=spans.get(p, ())) for p, h in health.items()}
         return coverage_issues(started_at, ended_at, parties, self.rules)
 
     # -- end of a call ---------------------------------------------------
@@ -155,29 +183,83 @@ class CallMedia:
             async with self.rt.db.session() as db:
                 sess = await Sessions(db).get(session_id)
             started_at = sess.connected_at if sess is not None else None
-        rows = [Recording(session_id=session_id, party=r.party, storage_key=r.storage_key, container=r.container,
-                          video_codec=r.video_codec, audio_codec=r.audio_codec, started_at=r.started_at,
-                          duration_s=r.duration_s, size_bytes=r.size_bytes, sha256=r.sha256,
-                          finalised_at=r.finalised_at or self.rt.clock.now()) for r in results]
-        if rows:
-            async with self.rt.db.session() as db:
-                db.add_all(rows)
-                await db.commit()
-        for row in rows:
-            received = (stats.get(row.party) or {}).get("received", {}).get("video", {})
-            await self.sessions.record(session_id, "recording.finalised", "media", {
-                "party": row.party, "sha256": row.sha256, "duration_s": row.duration_s,
-                "size_bytes": row.size_bytes, "video_codec": row.video_codec, "audio_codec": row.audio_codec,
-                "keyframe_requests": received.get("plis_sent", 0)})
+        rows = await self._store(session_id, results, stats)
         if started_at is not None:
-            spans = {r.party: RecordingSpan(r.started_at, r.duration_s, has_video=bool(r.video_codec))
-                     for r in results if r.duration_s > 0}
-            issues = self._issues(started_at, ended_at, health, spans)
+            issues = await self._judge(session_id, started_at, ended_at, health, {}, frozenset(r.id for r in rows))
 
             # the session's flag and its event commit together
             await self.rt.journal.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
                                          "system", {"issues": issues},
                                          change=SessionUpdate(session_id, {"evidence_issues": issues}))
+        return rows
+
+    async def recover(self) -> list[Recording]:
+        """At start, after a crash (SIGKILL, power cut): a recording of a call that the journal says was
+        started but that has no row (the process died before storing it) is stored from what reached the
+        disk (a crash-cut file plays up to its last flush, at most about 1 s before the crash), as its
+        party's next segment, with ``recording.recovered`` on the timeline. The call goes on in new segments."""
+        recovered: list[Recording] = []
+        async with self.rt.db.session() as db:
+            calls = await Sessions(db).in_states([SessionState.CONNECTED, SessionState.WRAP_UP,
+                                                  SessionState.INTERRUPTED])
+            orphans: dict[str, list[dict[str, Any]]] = {}
+            for sess in calls:
+                stored = {r.storage_key for r in await Sessions(db).recordings(sess.id)}
+                for ev in await Timeline(db).of_kind(sess.id, "media.recording_started"):
+                    if ev.data.get("storage_key") and ev.data["storage_key"] not in stored:
+                        orphans.setdefault(sess.id, []).append(ev.data)
+        for session_id, started in orphans.items():
+            results = [r for r in await asyncio.gather(*(asyncio.to_thread(self._salvage, d) for d in started))
+                       if r is not None]
+            recovered += await self._store(session_id, results, {}, event="recording.recovered")
+        return recovered
+
+    def _salvage(self, started: dict[str, Any]) -> RecordingResult | None:
+        """A crash-cut recording as it is on the disk (made durable and hashed), or None if nothing is."""
+        key = started["storage_key"]
+        if not self.storage.exists(key):
+            return None
+        stored = self.storage.finalize(key)
+        try:
+            with self.storage.open_read(key) as fh:
+                found = probe(fh)
+        except Exception:  # nothing playable reached the disk: still kept and sealed, with what it is
+            log.warning("recovered recording %s cannot be read", key, exc_info=True)
+            found = None
+        return RecordingResult(
+            party=started["party"], storage_key=key, container=started.get("container") or "webm",
+            video_codec=found.video_codec if found else None, audio_codec=found.audio_codec if found else None,
+            started_at=float(started["started_at"]), duration_s=found.duration_s if found else 0.0,
+            size_bytes=stored.size_bytes, sha256=stored.sha256,
+            video_frames=found.video_frames if found else 0, audio_frames=found.audio_frames if found else 0,
+            finalised_at=self.rt.clock.now())
+
+    async def _store(self, session_id: str, results: list[Any], stats: dict[str, Any],
+                     event: str = "recording.finalised") -> list[Recording]:
+        """Each finalised file becomes its party's next segment: its row, then its timeline event."""
+        if not results:
+            return []
+        async with self.rt.db.session() as db:
+            following: dict[str, int] = {}
+            for prior in await Sessions(db).recordings(session_id):
+                following[prior.party] = max(following.get(prior.party, 1), prior.segment + 1)
+            rows = []
+            for r in sorted(results, key=lambda r: r.started_at):
+                segment = following.get(r.party, 1)
+                following[r.party] = segment + 1
+                rows.append(Recording(session_id=session_id, party=r.party, segment=segment,
+                                      storage_key=r.storage_key, container=r.container, video_codec=r.video_codec,
+                                      audio_codec=r.audio_codec, started_at=r.started_at, duration_s=r.duration_s,
+                                      size_bytes=r.size_bytes, sha256=r.sha256,
+                                      finalised_at=r.finalised_at or self.rt.clock.now()))
+            db.add_all(rows)
+            await db.commit()
+        for row in rows:
+            received = (stats.get(row.party) or {}).get("received", {}).get("video", {})
+            await self.sessions.record(session_id, event, "media", {
+                "party": row.party, "segment": row.segment, "sha256": row.sha256, "duration_s": row.duration_s,
+                "size_bytes": row.size_bytes, "video_codec": row.video_codec, "audio_codec": row.audio_codec,
+                "keyframe_requests": received.get("plis_sent", 0)})
         for row in rows:  # the browser's MP4 copy of an H.264 recording, made now rather than at first replay
             if needs_copy(row.container, row.video_codec):
                 self._spawn(asyncio.get_running_loop().run_in_executor(None, ensure_playable, self.storage,

@@ -98,8 +98,8 @@ class CallService:
         self._calls[session_id] = Call(session_id, agent_id, service, await self._checklist(service), connected_at)
         self.media.call_started(session_id, agent_id, connected_at)
 
-    def recording_issues(self, call: Call) -> list[dict[str, Any]]:
-        return self.media.coverage(call.session_id, call.connected_at)
+    async def recording_issues(self, call: Call) -> list[dict[str, Any]]:
+        return await self.media.coverage(call.session_id, call.connected_at)
 
     # -- requests ------------------------------------------------------------
     async def mark(self, agent_id: int, session_id: str, step: str, note: str | None) -> StepMarked:
@@ -115,7 +115,7 @@ class CallService:
 
     async def end(self, agent_id: int, session_id: str, disposition: str | None, notes: str | None) -> CallEnded:
         call = await self.own_call(agent_id, session_id)
-        ended = call.end(agent_id, disposition, notes, self.recording_issues(call))
+        ended = call.end(agent_id, disposition, notes, await self.recording_issues(call))
         await self._finish(ended, staff_party(agent_id))
         return ended
 
@@ -124,7 +124,7 @@ class CallService:
         if not reason:  # said before anything is looked up
             raise Invalid("missing_field", "a supervisor ending a call must give override_reason")
         call = await self.call(session_id)
-        ended = call.override_end(reason, disposition, notes, self.recording_issues(call))
+        ended = call.override_end(reason, disposition, notes, await self.recording_issues(call))
         await self._finish(ended, staff_party(supervisor_id))
         return ended
 

@@ -129,12 +129,15 @@ class TimelineEvent(SQLModel, table=True):
 
 
 class Recording(SQLModel, table=True):
+    """One segment of a party's recording: a call recorded across a server restart has several."""
+
     __tablename__ = "recording"
-    __table_args__ = (UniqueConstraint("session_id", "party"),)
+    __table_args__ = (UniqueConstraint("session_id", "party", "segment"),)
 
     id: int | None = Field(default=None, primary_key=True)
     session_id: str = Field(foreign_key="customer_session.id", index=True, max_length=32)
     party: str = Field(max_length=16)  # customer | agent
+    segment: int = 1  # 1, 2, ... in recording order
     storage_key: str = Field(max_length=512)
     container: str = Field(max_length=16)
     video_codec: str | None = Field(default=None, max_length=32)

@@ -110,7 +110,7 @@ class Sessions:
         return list((await self.db.exec(q)).all())
 
     async def recordings(self, session_id: str) -> list[Recording]:
-        q = select(Recording).where(Recording.session_id == session_id).order_by(Recording.party)
+        q = select(Recording).where(Recording.session_id == session_id).order_by(Recording.party, Recording.segment)
         return list((await self.db.exec(q)).all())
 
     async def call_of(self, agent_id: int) -> CustomerSession | None:

@@ -31,7 +31,7 @@ def verify_chain(links: Iterable[tuple[Mapping[str, Any], str, str]]) -> list[in
     return broken
 
 
-MANIFEST_VERSION = 2  # 2: evidence_complete, recording_issues, audit_head
+MANIFEST_VERSION = 3  # 2: evidence_complete, recording_issues, audit_head; 3: recording segments
 
 
 def build_manifest(*, session: Mapping[str, Any], recordings: list[Mapping[str, Any]],
@@ -48,7 +48,7 @@ def build_manifest(*, session: Mapping[str, Any], recordings: list[Mapping[str, 
     return canonical_json({
         "manifest_version": MANIFEST_VERSION,
         "session": dict(session),
-        "recordings": sorted((dict(r) for r in recordings), key=lambda r: r["party"]),
+        "recordings": sorted((dict(r) for r in recordings), key=lambda r: (r["party"], r.get("segment", 1))),
         "timeline_head": dict(timeline_head),
         "audit_head": dict(audit_head or {}),  # pins the audit log: later deletions of its rows show
         "face_checks": [dict(f) for f in face_checks],

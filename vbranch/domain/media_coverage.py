@@ -13,7 +13,8 @@ with one issue per defect, each with offsets from the call's start:
                        ``start_grace_s`` to connect, at the end ``end_grace_s``
 
 Coverage of a party = the intervals its media flowed (from the hub's media
-health) intersected with the span of its recording. An interval still open
+health) intersected with the spans of its recording's segments (a call recorded
+across a server restart has one segment per process). An interval still open
 at the end counts up to the end of the call.
 """
 
@@ -44,7 +45,7 @@ class RecordingSpan:
 class PartyMedia:
     ever_connected: bool = False
     intervals: Sequence[Sequence[float | None]] = ()
-    recording: RecordingSpan | None = None
+    recordings: Sequence[RecordingSpan] = ()  # its segments
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -84,14 +85,17 @@ def coverage_issues(start: float, end: float, parties: Mapping[str, PartyMedia],
         if not media.ever_connected:
             issues.append(_issue(party, "never_connected"))
             continue
-        rec = media.recording
-        if rec is None:
+        if not media.recordings:
             issues.append(_issue(party, "recording_missing"))
             continue
-        if not rec.has_video:
+        if not all(rec.has_video for rec in media.recordings):
             issues.append(_issue(party, "no_video"))
-        lo, hi = max(start, rec.started_at), min(end, rec.started_at + max(0.0, rec.duration_s))
-        covered = _clip(media.intervals, lo, hi) if hi > lo else []
+        pieces = []
+        for rec in media.recordings:
+            lo, hi = max(start, rec.started_at), min(end, rec.started_at + max(0.0, rec.duration_s))
+            if hi > lo:
+                pieces.extend(_clip(media.intervals, lo, hi))
+        covered = _clip(pieces, start, end)  # merged, in order
         if not covered:
             if end - start > max(rules.start_grace_s, rules.max_gap_s):
                 issues.append(_gap(party, start, end, start))

@@ -78,7 +78,8 @@ async def export_session(rt: EvidenceAdapters, session_id: str, out: Path, actor
         events = await Timeline(db).list(session_id)
         recordings = await Sessions(db).recordings(session_id)
     # recordings are streamed from the storage into the zip (never held in memory), the rest is small
-    media = {f"recordings/{rec.party}.{'webm' if rec.container == 'webm' else 'mkv'}": rec.storage_key
+    media = {f"recordings/{rec.party}{'' if rec.segment == 1 else f'-{rec.segment}'}."
+             f"{'webm' if rec.container == 'webm' else 'mkv'}": rec.storage_key
              for rec in recordings if rec.purged_at is None}
     files: dict[str, bytes] = {}
     files["timeline.json"] = json.dumps(

@@ -48,7 +48,7 @@ async def seal_session(rt: EvidenceAdapters, key: SigningKey, session_id: str) -
                  "connected_at": sess.connected_at, "ended_at": sess.ended_at, "end_reason": sess.end_reason,
                  "disposition": sess.disposition,
                  "reference_photo_sha256": photo_sha256},
-        recordings=[{"party": r.party, "storage_key": r.storage_key, "sha256": r.sha256, "size_bytes": r.size_bytes,
+        recordings=[{"party": r.party, "segment": r.segment, "storage_key": r.storage_key, "sha256": r.sha256, "size_bytes": r.size_bytes,
                      "duration_s": r.duration_s, "started_at": r.started_at, "video_codec": r.video_codec,
                      "audio_codec": r.audio_codec} for r in recordings],
         timeline_head={"seq": head.seq, "hash": head.hash},
@@ -93,7 +93,7 @@ async def verify_session(rt: EvidenceAdapters, key: SigningKey, sess: CustomerSe
     storage = rt.storage
     async with rt.db.session() as db:
         events = await Timeline(db).list(sid)
-        recordings = {r.party: r for r in await Sessions(db).recordings(sid)}
+        recordings = {(r.party, r.segment): r for r in await Sessions(db).recordings(sid)}
         manifest = await db.get(Manifest, sid)
     report.checked_sessions += 1
     links = [(timeline_record(e), e.prev_hash, e.hash) for e in events]
@@ -117,8 +117,9 @@ async def verify_session(rt: EvidenceAdapters, key: SigningKey, sess: CustomerSe
     if at_head is None or at_head.hash != head["hash"]:
         report.problems.append(f"{sid}: the timeline no longer matches the manifest at seq {head['seq']}")
     for entry in body["recordings"]:
-        party = entry["party"]
-        row = recordings.get(party)
+        segment = entry.get("segment", 1)  # manifests before version 3 name one recording per party
+        party = entry["party"] if segment == 1 else f"{entry['party']} (segment {segment})"
+        row = recordings.get((entry["party"], segment))
         if row is None:
             report.problems.append(f"{sid}: the {party} recording's row is missing")
             continue

@@ -19,6 +19,7 @@ class Purge:
     party: str
     storage_key: str
     reason: str  # "expired" | "held"
+    segment: int = 1
 
 
 async def purge_expired(rt: EvidenceAdapters, *, dry_run: bool = False, actor: str = "retention") -> list[Purge]:
@@ -36,7 +37,8 @@ async def purge_expired(rt: EvidenceAdapters, *, dry_run: bool = False, actor: s
         ended = sess.ended_at or rec.finalised_at or rec.started_at
         if ended + svc.retention_days * DAY_S > now:
             continue
-        out.append(Purge(sess.id, rec.party, rec.storage_key, "held" if sess.legal_hold else "expired"))
+        out.append(Purge(sess.id, rec.party, rec.storage_key, "held" if sess.legal_hold else "expired",
+                         rec.segment))
     if dry_run:
         return out
     for p in out:
@@ -48,12 +50,14 @@ async def purge_expired(rt: EvidenceAdapters, *, dry_run: bool = False, actor: s
             storage.delete(p.storage_key)
             delete_copy(storage, p.storage_key)  # a browser's MP4 copy goes with it
             rec = (await db.exec(select(Recording).where(Recording.session_id == p.session_id,
-                                                         Recording.party == p.party))).one()
+                                                         Recording.party == p.party,
+                                                         Recording.segment == p.segment))).one()
             rec.purged_at = now
             db.add(rec)
             await db.commit()
             await rt.journal.audit(actor, "recording.purge", p.session_id,
-                                   {"party": p.party, "storage_key": p.storage_key, "sha256": rec.sha256})
+                                   {"party": p.party, "segment": p.segment, "storage_key": p.storage_key,
+                                    "sha256": rec.sha256})
             await rt.journal.record(p.session_id, "recording.purged", actor,
-                                      {"party": p.party, "sha256": rec.sha256})
+                                      {"party": p.party, "segment": p.segment, "sha256": rec.sha256})
     return out

@@ -11,23 +11,46 @@ export function buildReplay(recordings) {
   if (!recordings.length) return null;
   const earliest = Math.min(...recordings.map((r) => r.started_at_epoch));
   const tracks = [];
+  const segmented = []; // per party with several segments: [{tracks, gap}] (see showSegments)
   const panes = PARTIES.map(([party, label]) => {
-    const rec = recordings.find((r) => r.party === party);
+    const recs = recordings.filter((r) => r.party === party).sort((x, y) => (x.segment || 1) - (y.segment || 1));
     const fig = h('figure', { class: 'replay-pane' }, h('figcaption', {}, h('span', { i18n: label })));
-    if (!rec) {
+    if (!recs.length) {
       fig.append(h('div', { class: 'no-recording', testid: `replay-${party}-missing`, i18n: 'rv.no_recording' }));
       return fig;
     }
-    const offset = rec.started_at_epoch - earliest;
-    const video = h('video', {
-      testid: `replay-${party}`, preload: 'auto', playsinline: true, src: rec.media_url,
-      dataset: { offset: offset.toFixed(3), party }, 'aria-label': t(label),
+    // a call recorded across a server restart has several segments: one video each, on one clock
+    const mine = recs.map((rec, i) => {
+      const offset = rec.started_at_epoch - earliest;
+      const video = h('video', {
+        testid: i === 0 ? `replay-${party}` : `replay-${party}-${rec.segment}`, preload: 'auto', playsinline: true,
+        src: rec.media_url, dataset: { offset: offset.toFixed(3), party, segment: String(rec.segment || 1) },
+        'aria-label': t(label), hidden: i > 0,
+      });
+      fig.append(video);
+      const track = { el: video, offset, duration: rec.duration_s || null };
+      tracks.push(track);
+      return track;
     });
-    if (offset > 0.05) fig.querySelector('figcaption').append(' ', h('span', { class: 'muted small', i18n: 'rv.offset', args: { s: offset.toFixed(1) } }));
-    fig.append(video);
-    tracks.push({ el: video, offset, duration: rec.duration_s || null });
+    const first = mine[0].offset;
+    if (first > 0.05) fig.querySelector('figcaption').append(' ', h('span', { class: 'muted small', i18n: 'rv.offset', args: { s: first.toFixed(1) } }));
+    if (mine.length > 1) {
+      const gap = h('div', { class: 'segment-gap', testid: `replay-${party}-gap`, i18n: 'rv.segment_gap', hidden: true });
+      fig.append(gap);
+      segmented.push({ tracks: mine, gap });
+    }
     return fig;
   });
+
+  /** Each party shows the segment playing at ``now``; between two, the earlier one's last frame and a note. */
+  function showSegments(now) {
+    for (const { tracks: mine, gap } of segmented) {
+      let shown = mine[0];
+      for (const tr of mine) if (tr.offset <= now + 0.05) shown = tr;
+      for (const tr of mine) tr.el.hidden = tr !== shown;
+      gap.hidden = !(now >= shown.offset + (shown.duration || Infinity) && shown !== mine[mine.length - 1]);
+    }
+  }
 
   const play = h('button', { type: 'button', class: 'btn btn-primary', testid: 'replay-play', i18n: 'rv.play' });
   const time = h('span', { class: 'replay-time mono', testid: 'replay-time', 'aria-live': 'off', text: '0:00 / 0:00' });
@@ -37,6 +60,7 @@ export function buildReplay(recordings) {
   let dragging = false;
   const player = new SyncPlayer(tracks, {
     onTime: (now, total) => {
+      showSegments(now);
       time.textContent = `${formatClock(now)} / ${formatClock(total)}`;
       if (Number(seek.max) !== Number(total.toFixed(1))) { seek.max = total.toFixed(1); layoutTicks(); }
       if (!dragging) seek.value = now.toFixed(1);

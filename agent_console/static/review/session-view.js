@@ -63,7 +63,7 @@ export async function openSession(container, id, { token, services, onBack, onSa
   const timelineView = buildTimeline(events, { total, service, onSeek: (at) => replay?.player.seek(at) });
   if (replay) replay.place(ticksFor(events, service));
 
-  container.append(
+  container.append(...[
     h('div', { class: 'card detail-head' },
       h('button', { type: 'button', class: 'btn btn-sm back', testid: 'back-to-list', i18n: 'rv.back', on: { click: onBack } }),
       h('h2', { id: 'detail-title', tabindex: '-1' }, `${session.customer?.name || '—'} · ${service ? localName(service) : session.service} `,
@@ -75,7 +75,7 @@ export async function openSession(container, id, { token, services, onBack, onSa
       timelineView.element,
       h('div', { class: 'detail-side' },
         buildVerdict(session, { token, onSaved }),
-        buildIntegrity(id, { token, recordings, timeline }))));
+        buildIntegrity(id, { token, recordings, timeline })))].filter(Boolean)); // no flag: nothing, not "null"
   container.querySelector('#detail-title').focus({ preventScroll: true });
   return () => replay?.player.destroy();
 }
