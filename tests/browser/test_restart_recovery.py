@@ -14,7 +14,7 @@ import pytest
 from tests.support.process import ServerProcess
 
 from .conftest import DESKTOP, PHONE, screenshot
-from .flows import agent_signs_in, customer_joins, rest
+from .flows import agent_signs_in, customer_joins, playing, rest
 
 pytestmark = pytest.mark.browser
 
@@ -54,5 +54,40 @@ async def test_customer_page_and_agent_console_recover_from_a_restart(tmp_path, 
         assert sessions["total"] == 3  # the page went on with its session: no fresh one
         mine = next(s for s in sessions["items"] if s["session_id"] == created["session_id"])
         assert mine["state"] == "queued"
+    finally:
+        srv.kill_quietly()
+
+
+async def test_a_call_in_the_pages_survives_a_restart(tmp_path, browser, page_errors):
+    """During a call: both pages reconnect by themselves, the agent console takes the call and its
+    checklist from the server, and the video flows again both ways on new peer connections."""
+    srv = ServerProcess(tmp_path / "data", VBRANCH_EVIDENCE_MAX_GAP_S="60")
+    await srv.start()
+    try:
+        created = await srv.create_session("account_opening")
+        customer = await customer_joins(browser, srv, page_errors, created["join_token"])
+        agent = await agent_signs_in(browser, srv, page_errors, "agent1")
+        await agent.get_by_test_id("offer-accept").click()
+        await playing(agent, "remote-video")
+        await playing(customer, "remote-video")
+        await agent.locator("[data-testid=checklist] button.step-toggle").first.click()
+        await agent.wait_for_function("() => JSON.parse(sessionStorage.getItem('vbranch.agent.call') || "
+                                      "'{\"marked\":[]}').marked.length === 1")
+
+        await srv.stop(signal.SIGTERM)
+        await customer.wait_for_selector("#banner.banner-warn:not([hidden])", timeout=15_000)
+        await screenshot(customer, "restart-call-1-customer-reconnecting-phone", PHONE)
+        # what the console shows after the restart comes from the server, not from this tab's storage
+        await agent.evaluate("() => sessionStorage.removeItem('vbranch.agent.call')")
+        await srv.start()
+
+        await playing(agent, "remote-video", 40)
+        await playing(customer, "remote-video", 40)
+        assert await agent.locator("[data-testid=agent-status]").get_attribute("data-status") == "busy"
+        marked = await agent.evaluate("() => JSON.parse(sessionStorage.getItem('vbranch.agent.call')).marked.length")
+        assert marked == 1  # the step marked before the restart, from the server's welcome
+        await screenshot(customer, "restart-call-2-customer-video-back-phone", PHONE)
+        await screenshot(agent, "restart-call-2-agent-call-back-desktop", DESKTOP)
+        assert (await rest(srv, "GET", f"/api/v1/sessions/{created['session_id']}")).json()["state"] == "connected"
     finally:
         srv.kill_quietly()
