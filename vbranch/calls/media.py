@@ -142,15 +142,19 @@ class CallMedia:
             if rec.get("started_at") is not None:
                 live[party] = [RecordingSpan(rec["started_at"], now - rec["started_at"],
                                              has_video=bool(rec.get("video_codec")))]
-        return await self._judge(session_id, started_at, now, self.hub.health(session_id), live)
+        # a call that began in this process has no segments stored yet (they are stored at its end)
+        stored = [] if session_id in self._started else None
+        return await self._judge(session_id, started_at, now, self.hub.health(session_id), live, stored)
 
     async def _judge(self, session_id: str, started_at: float, ended_at: float, health: dict[str, dict[str, Any]],
-                     live: dict[str, list[RecordingSpan]], ours: frozenset[int | None] = frozenset()
-                     ) -> list[dict[str, Any]]:
-        """Coverage over every segment: the stored ones and ``live`` (the running recording). ``ours``:
-        stored segments of this process, whose media health the hub still has."""
-        async with self.rt.db.session() as db:
-            segments = await Sessions(db).recordings(session_id)
+                     live: dict[str, list[RecordingSpan]], stored: list[Recording] | None,
+                     ours: frozenset[int | None] = frozenset()) -> list[dict[str, Any]]:
+        """Coverage over every segment: ``stored`` (None: read them) and ``live`` (the running recording).
+        ``ours``: stored segments of this process, whose media health the hub still has."""
+        if stored is None:
+            async with self.rt.db.session() as db:
+                stored = await Sessions(db).recordings(session_id)
+        segments = stored
         spans = {party: list(v) for party, v in live.items()}
         for r in segments:
             if not r.duration_s:
@@ -179,13 +183,15 @@ class CallMedia:
         results = await self.hub.end_session(session_id) if live else []
         await self._journaled(session_id)
         started_at = self._started.pop(session_id, None)
+        began_here = started_at is not None  # then its only segments are the ones stored just below
         if started_at is None:  # not started by this process (e.g. before a restart): ask the database
             async with self.rt.db.session() as db:
                 sess = await Sessions(db).get(session_id)
             started_at = sess.connected_at if sess is not None else None
         rows = await self._store(session_id, results, stats)
         if started_at is not None:
-            issues = await self._judge(session_id, started_at, ended_at, health, {}, frozenset(r.id for r in rows))
+            issues = await self._judge(session_id, started_at, ended_at, health, {}, rows if began_here else None,
+                                       frozenset(r.id for r in rows))
 
             # the session's flag and its event commit together
             await self.rt.journal.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
