@@ -61,7 +61,7 @@ def build_presence(settings: Settings, db: Database) -> PresenceStore:
     if settings.redis_url:
         from vbranch.presence.redis_store import RedisPresence
 
-        return RedisPresence(settings.redis_url)
+        return RedisPresence(settings.redis_url, f"{settings.redis_prefix}:presence")
     return DatabasePresence(db)
 
 

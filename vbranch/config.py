@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = []
     secret_key: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = "vbranch"  # the branch's keys in Redis start with this (one Redis, several branches)
     demo: bool = False
 
     staff_token_ttl_s: int = Field(8 * 3600, gt=0)

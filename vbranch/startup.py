@@ -65,12 +65,12 @@ def _why(exc: BaseException) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The database URL without its password, for messages."""
+    """A database or Redis URL without its password, for messages."""
     from sqlalchemy.engine import URL, make_url
 
     try:
         u = make_url(url)
-        return URL.create(u.drivername, username=u.username, host=u.host, port=u.port, database=u.database,
+        return URL.create(u.drivername, username=u.username or None, host=u.host, port=u.port, database=u.database,
                           query=u.query).render_as_string(hide_password=False)
     except Exception:  # noqa: BLE001 - any parse error: strip the password by hand
         return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1@", url)
@@ -227,11 +227,33 @@ def check_local(settings: Settings) -> None:
         check(settings)
 
 
+async def check_redis(settings: Settings, timeout_s: float = DB_CONNECT_TIMEOUT_S) -> None:
+    """With VBRANCH_REDIS_URL: Redis answers (presence lives there)."""
+    if not settings.redis_url:
+        return
+    from redis.asyncio import Redis
+
+    shown = safe_url(settings.redis_url)
+    try:
+        client = Redis.from_url(settings.redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - an unusable URL
+        raise StartupError(f"Redis URL {shown} is not usable ({_why(exc)}): set VBRANCH_REDIS_URL to "
+                           "redis://HOST:6379/0 or unset it") from None
+    try:
+        await client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it
+        raise StartupError(f"Redis at {shown} does not answer ({_why(exc)}): is it running? "
+                           "check VBRANCH_REDIS_URL") from None
+    finally:
+        await client.aclose()
+
+
 async def check_adapters(settings: Settings) -> None:
     """Every adapter: raises StartupError (one line: the piece and the fix) on the first that is not usable."""
     check_local(settings)
     await check_database(settings)
+    await check_redis(settings)
 
 
 __all__ = ["StartupError", "check_adapters", "check_data_dir", "check_database", "check_face_engine",
-           "check_local", "check_recordings_dir", "check_signing_key", "safe_url"]
+           "check_local", "check_recordings_dir", "check_redis", "check_signing_key", "safe_url"]

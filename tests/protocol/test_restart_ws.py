@@ -36,9 +36,14 @@ async def hello_again(srv: ServerProcess, token: str, resume_token: str | None):
     return c, reply, how
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, sig):
-    srv = ServerProcess(tmp_path / "data", VBRANCH_RESUME_WINDOW_S=str(RESUME_WINDOW_S))
+@pytest.mark.parametrize("sig,presence", [(signal.SIGTERM, "database"), (signal.SIGKILL, "database"),
+                                          (signal.SIGKILL, "redis")], ids=["sigterm", "sigkill", "sigkill-redis"])
+async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, sig, presence):
+    env = {"VBRANCH_RESUME_WINDOW_S": str(RESUME_WINDOW_S)}
+    if presence == "redis":  # the presence store of several nodes; a key prefix of this test's own
+        env |= {"VBRANCH_REDIS_URL": "redis://127.0.0.1:6379/0",
+                "VBRANCH_REDIS_PREFIX": f"vbranch-test-{tmp_path.name}-{time.time_ns()}"}
+    srv = ServerProcess(tmp_path / "data", **env)
     await srv.start()
     clients = []
     try:
@@ -150,6 +155,11 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
             except Exception:
                 pass
         srv.kill_quietly()
+        if presence == "redis":
+            import redis
+
+            with redis.Redis.from_url(env["VBRANCH_REDIS_URL"]) as r:
+                r.delete(f"{env['VBRANCH_REDIS_PREFIX']}:presence")
 
 
 async def test_sessions_whose_join_token_expires_unused_are_ended_by_the_sweeper(tmp_path):

@@ -160,6 +160,19 @@ async def test_unreachable_postgresql(tmp_path):
     assert "s3cret-pw" not in message
 
 
+async def test_unreachable_redis(tmp_path):
+    port = closed_port()
+    message = await failure(data_dir=tmp_path / "data", redis_url=f"redis://:s3cret-pw@127.0.0.1:{port}/0")
+    assert message.startswith(f"Redis at redis://127.0.0.1:{port}/0 does not answer (")
+    assert message.endswith("is it running? check VBRANCH_REDIS_URL")
+    assert "s3cret-pw" not in message
+
+
+async def test_the_local_redis_passes(tmp_path):
+    settings = load_settings(data_dir=tmp_path / "data", redis_url="redis://127.0.0.1:6379/0")
+    await check_adapters(settings)
+
+
 async def test_unsupported_database_url(tmp_path):
     message = await failure(data_dir=tmp_path / "data", database_url="mysql://vb:pw@127.0.0.1/vbranch")
     assert message.startswith("database URL mysql://vb@127.0.0.1/vbranch is not usable (unsupported database")
