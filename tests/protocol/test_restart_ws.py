@@ -290,3 +290,57 @@ async def test_a_call_goes_on_across_a_restart_in_recording_segments(tmp_path, s
         for p in peers:
             await p.close()
         srv.kill_quietly()
+
+
+@pytest.mark.media
+async def test_a_lost_path_comes_back_in_the_same_session_and_the_recording_shows_the_gap(tmp_path):
+    """The customer's peer connection loses its path for 5 s (its transport is closed). aiortc does
+    not restart ICE, so the page makes a new peer connection in the same session; the customer's
+    recording stays one file and the 5 s are a gap on the timeline and in the evidence."""
+    from tests.protocol.test_call_ws import connected_call, negotiate, peer_for
+    from tests.protocol.test_routing_ws import agent, customer, mark_all
+    from tests.support.server import run_server
+    from vbranch.media.synthetic import make_clip
+
+    clip = make_clip(seconds=2.0)
+    async with run_server(tmp_path / "d") as srv:
+        async with customer(srv, "account_opening") as c, agent(srv, "agent1") as a:
+            await connected_call(srv, c, a)
+            cust, ag = peer_for(clip), peer_for(clip)
+            peers = [cust, ag]
+            try:
+                await asyncio.gather(negotiate(c, cust), negotiate(a, ag, c.session_id))
+                await asyncio.gather(cust.wait_frames("video", 20, 20), ag.wait_frames("video", 20, 20))
+                await asyncio.sleep(1.0)
+                lost_at = time.monotonic()
+                await cust.close()  # the path is gone: no more packets either way
+                await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - lost_at)))
+                again = peer_for(clip)
+                peers.append(again)
+                back_from = time.monotonic()
+                await negotiate(c, again)  # same socket, same session
+                await again.wait_frames("video", 10, 20)
+                before = ag.received["video"].frames
+                await ag.wait_frames("video", before + 10, 20)
+                media_back = time.monotonic() - back_from
+                await asyncio.sleep(1.0)
+                await mark_all(a, c.session_id)
+                await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "done"})
+                await srv.coordinator.settled(c.session_id)
+            finally:
+                for p in peers:
+                    await p.close()
+        sup = await srv.login("reviewer")
+        async with srv.http() as h:
+            auth = {"Authorization": f"Bearer {sup}"}
+            recs = (await h.get(f"/api/v1/sessions/{c.session_id}/recordings", headers=auth)).json()
+            detail = (await h.get(f"/api/v1/sessions/{c.session_id}", headers=auth)).json()
+            timeline = (await h.get(f"/api/v1/sessions/{c.session_id}/timeline", headers=auth)).json()
+        assert sorted((r["party"], r["segment"]) for r in recs) == [("agent", 1), ("customer", 1)]
+        mine = [e for e in timeline if e["kind"] in ("media.party_disconnected", "media.party_connected")
+                and e["data"].get("party") == "customer"]
+        assert [e["kind"] for e in mine][:3] == ["media.party_connected", "media.party_disconnected",
+                                                 "media.party_connected"]  # then the end of the call
+        gaps = [i for i in detail["evidence_issues"] if i["party"] == "customer" and i["reason"] == "gap"]
+        assert len(gaps) == 1 and gaps[0]["duration_s"] >= 5.0, detail["evidence_issues"]
+        print(f"customer media back {media_back:.2f} s after its new offer; recorded gap {gaps[0]['duration_s']} s")
