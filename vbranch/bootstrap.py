@@ -48,6 +48,8 @@ class Branch:
     media: CallMedia  # with its MediaHub as media.hub
     calls: CallService
     coordinator: Coordinator
+    # set at SIGTERM while VBRANCH_DRAIN_S runs: /healthz says so and new sessions are refused
+    draining: bool = False
 
 
 def build_database(settings: Settings, on_commit: Callable[[], None] | None = None) -> Database:

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import sys
+import threading
 
 from vbranch.config import ConfigError, Settings, load_settings
 from vbranch.startup import StartupError, check_adapters
@@ -57,6 +58,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             await super().startup(sockets)
             if not self.should_exit:
                 print(_banner(settings, app), flush=True)
+
+        def handle_exit(self, sig, frame) -> None:
+            branch = app.state.branch
+            if settings.drain_s <= 0 or branch.draining:  # no drain, or a second signal: stop now
+                super().handle_exit(sig, frame)
+                return
+            branch.draining = True  # /healthz and new sessions say so; calls and the queue go on
+            logging.getLogger("vbranch").warning("draining for %.0f s before stopping", settings.drain_s)
+            threading.Timer(settings.drain_s, super().handle_exit, (sig, None)).start()
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=settings.heartbeat_interval_s,

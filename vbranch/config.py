@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     staff_token_ttl_s: int = Field(8 * 3600, gt=0)
     join_token_ttl_s: int = Field(2 * 3600, gt=0)
     resume_window_s: float = Field(60.0, gt=0)
+    # after SIGTERM, keep serving this long with /healthz 503 "draining" and new sessions refused (so a
+    # load balancer sends new customers elsewhere) before the sockets are closed with 1012
+    drain_s: float = Field(0.0, ge=0, le=300)
     # how often waiting sessions whose join token expired before their customer ever said hello are ended
     expiry_sweep_s: float = Field(60.0, gt=0)
     heartbeat_interval_s: float = Field(20.0, gt=0)

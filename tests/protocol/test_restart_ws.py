@@ -344,3 +344,32 @@ async def test_a_lost_path_comes_back_in_the_same_session_and_the_recording_show
         gaps = [i for i in detail["evidence_issues"] if i["party"] == "customer" and i["reason"] == "gap"]
         assert len(gaps) == 1 and gaps[0]["duration_s"] >= 5.0, detail["evidence_issues"]
         print(f"customer media back {media_back:.2f} s after its new offer; recorded gap {gaps[0]['duration_s']} s")
+
+
+async def test_sigterm_drains_first_when_asked(tmp_path):
+    """VBRANCH_DRAIN_S: after SIGTERM /healthz says draining and new sessions are refused, while the
+    connected go on; then every socket is closed with 1012 and the process stops."""
+    srv = ServerProcess(tmp_path / "data", VBRANCH_DRAIN_S="3")
+    await srv.start()
+    try:
+        created = await srv.create_session("account_opening")
+        c = await srv.connect(created["join_token"]).__aenter__()
+        await c.request({"type": "hello"})
+        srv.proc.send_signal(signal.SIGTERM)
+        async with srv.http() as h:
+            for _ in range(50):
+                health = await h.get("/healthz")
+                if health.status_code == 503:
+                    break
+                await asyncio.sleep(0.05)
+            assert health.status_code == 503 and health.json()["error"]["code"] == "draining"
+            refused = await h.post("/api/v1/sessions", headers={"X-Api-Key": srv.api_key},
+                                   json={"service": "account_opening", "channel": "h5",
+                                         "customer": {"ref": "C-2", "name": "Han Meimei"}})
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "draining"
+        assert (await c.request({"type": "ping"}))["type"] == "pong"  # the connected go on meanwhile
+        code, _ = await c.closed(timeout=15)
+        assert code == 1012
+        assert await asyncio.to_thread(srv.proc.wait, 15) == -signal.SIGTERM
+    finally:
+        srv.kill_quietly()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -11,7 +11,9 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-async def healthz(rt: RuntimeDep) -> dict:
+async def healthz(rt: RuntimeDep, request: Request) -> dict:
+    if request.app.state.branch.draining:
+        raise ApiError(503, "draining", "this server is shutting down; new customers go elsewhere")
     try:
         async with rt.db.session() as db:
             await db.exec(text("SELECT 1"))

@@ -26,8 +26,10 @@ async def session_creator(rt: RuntimeDep, db: DbDep, x_api_key: Annotated[str | 
 
 
 @router.post("/sessions", response_model=SessionCreateOut, status_code=201)
-async def create_session(body: SessionCreateIn, rt: RuntimeDep, sessions: SessionsDep,
+async def create_session(body: SessionCreateIn, rt: RuntimeDep, sessions: SessionsDep, request: Request,
                          actor: Annotated[str, Depends(session_creator)]) -> SessionCreateOut:
+    if request.app.state.branch.draining:
+        raise ApiError(503, "draining", "this server is shutting down: create the session again in a moment")
     sess, token = await sessions.create(
         service=body.service, channel=body.channel, customer_ref=body.customer.ref,
         customer_name=body.customer.name, priority=body.priority, reference_photo=body.reference_photo,
