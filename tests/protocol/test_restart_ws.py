@@ -15,8 +15,14 @@ import time
 
 import av
 import pytest
+import redis
 
+from tests.protocol.test_call_ws import connected_call, negotiate, peer_for
+from tests.protocol.test_routing_ws import agent, customer, mark_all
 from tests.support.process import ServerProcess
+from tests.support.server import run_server
+from vbranch.clock import FakeClock
+from vbranch.media.synthetic import make_clip
 
 WAITING = 20
 GONE = 3  # the first three never come back
@@ -46,6 +52,7 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
     srv = ServerProcess(tmp_path / "data", **env)
     await srv.start()
     clients = []
+    peers: list = []
     try:
         agents = {name: await srv.login(name) for name in ("agent1", "agent2")}
         staff_resume = {}
@@ -69,6 +76,13 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
         reply = await a3.request({"type": "checklist.mark", "session_id": loan["session_id"],
                                   "step": "income_confirmed"})
         assert reply["type"] == "ack", reply
+        # ... with aiortc media both ways, being recorded
+        clip = make_clip(seconds=2.0)
+        call_peers = [peer_for(clip), peer_for(clip)]
+        peers += call_peers
+        await asyncio.gather(negotiate(caller, call_peers[0]), negotiate(a3, call_peers[1], loan["session_id"]))
+        await asyncio.gather(*(p.wait_frames("video", 20, 20) for p in call_peers))
+        await asyncio.sleep(1.5)
 
         customers = []
         for i in range(WAITING):
@@ -108,8 +122,20 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
         reply = await a3.request({"type": "checklist.mark", "session_id": loan["session_id"],
                                   "step": "purpose_recorded"})
         assert reply["type"] == "ack", reply  # the call goes on where it was
+        # the media before the restart is stored as each party's first segment ...
+        reviewer = await srv.login("reviewer")
+        async with srv.http() as h:
+            recs = (await h.get(f"/api/v1/sessions/{loan['session_id']}/recordings",
+                                headers={"Authorization": f"Bearer {reviewer}"})).json()
+        assert sorted((r["party"], r["segment"]) for r in recs) == [("agent", 1), ("customer", 1)]
+        # ... and the media comes back on new peer connections (recorded as segment 2)
+        call_peers = [peer_for(clip), peer_for(clip)]
+        peers += call_peers
+        await asyncio.gather(negotiate(caller, call_peers[0]), negotiate(a3, call_peers[1], loan["session_id"]))
+        await asyncio.gather(*(p.wait_frames("video", 20, 20) for p in call_peers))
 
         back = customers[GONE:]
+        customers_from = time.monotonic()
         random.Random(7).shuffle(back)
         for n, cust in enumerate(back):
             c, welcome, how = await hello_again(srv, cust["join_token"], cust["resume_token"])
@@ -120,8 +146,9 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
             if n == 0:  # the first customer back is the only one there: agent1 is offered it
                 offer = await staff["agent1"].recv_type("offer", timeout=10)
                 assert offer["session_id"] == cust["session_id"]
-        print(f"{len(back)} waiting customers and 3 staff re-attached {time.monotonic() - restarted_at:.2f} s "
-              "after the restarted server was up")
+        print(f"restart: the 3 staff and the call's media back {customers_from - restarted_at:.2f} s after the "
+              f"server was up; then {len(back)} waiting customers re-attached, one after another, in "
+              f"{time.monotonic() - customers_from:.2f} s")
         # agent2 gets the longest-waiting customer who is back, never one who is not
         await staff["agent2"].request({"type": "agent.status", "status": "available"})
         offer = await staff["agent2"].recv_type("offer", timeout=10)
@@ -138,6 +165,9 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
                     assert detail["state"] == "queued"  # never offered while away
             stats = (await h.get("/api/v1/queue/stats", headers=auth)).json()
             assert stats["services"]["account_opening"]["waiting"] == WAITING  # no session lost or added
+            verdict = (await h.get(f"/api/v1/sessions/{loan['session_id']}/verify",
+                                   headers={"Authorization": f"Bearer {reviewer}"})).json()
+            assert verdict["ok"] is True and "call in progress" in verdict["notes"][0], verdict
             # those who never came back are abandoned when their resume window (restored from the
             # presence store) passes
             for cust in customers[:GONE]:
@@ -149,6 +179,8 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
                 assert detail["state"] == "abandoned"
                 assert detail["end_reason"] == "customer_disconnected"
     finally:
+        for p in peers:
+            await p.close()
         for c in clients:
             try:
                 await asyncio.wait_for(c.__aexit__(None, None, None), 2)
@@ -156,16 +188,11 @@ async def test_waiting_customers_keep_their_places_across_a_restart(tmp_path, si
                 pass
         srv.kill_quietly()
         if presence == "redis":
-            import redis
-
             with redis.Redis.from_url(env["VBRANCH_REDIS_URL"]) as r:
                 r.delete(f"{env['VBRANCH_REDIS_PREFIX']}:presence")
 
 
 async def test_sessions_whose_join_token_expires_unused_are_ended_by_the_sweeper(tmp_path):
-    from tests.support.server import run_server
-    from vbranch.clock import FakeClock
-
     clock = FakeClock(time.time())  # tokens carry real issue times
     async with run_server(tmp_path / "data", clock=clock, join_token_ttl_s=600, expiry_sweep_s=0.1) as srv:
         never = await srv.create_session("account_opening")
@@ -197,10 +224,6 @@ async def test_sessions_whose_join_token_expires_unused_are_ended_by_the_sweeper
 async def call_across_a_restart(srv: ServerProcess, sig: int, peers: list) -> dict:
     """agent1 and a customer in a call with aiortc media; the server is stopped with ``sig`` and started
     again; both come back with new peer connections and the call is ended. What happened, with times."""
-    from tests.protocol.test_call_ws import negotiate, peer_for
-    from tests.protocol.test_routing_ws import mark_all
-    from vbranch.media.synthetic import make_clip
-
     clip = make_clip(seconds=2.0)
     agent_token = await srv.login("agent1")
     a = await srv.connect(agent_token).__aenter__()
@@ -297,10 +320,6 @@ async def test_a_lost_path_comes_back_in_the_same_session_and_the_recording_show
     """The customer's peer connection loses its path for 5 s (its transport is closed). aiortc does
     not restart ICE, so the page makes a new peer connection in the same session; the customer's
     recording stays one file and the 5 s are a gap on the timeline and in the evidence."""
-    from tests.protocol.test_call_ws import connected_call, negotiate, peer_for
-    from tests.protocol.test_routing_ws import agent, customer, mark_all
-    from tests.support.server import run_server
-    from vbranch.media.synthetic import make_clip
 
     clip = make_clip(seconds=2.0)
     async with run_server(tmp_path / "d") as srv:

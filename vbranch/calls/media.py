@@ -19,14 +19,18 @@ from typing import Any
 from recordings.playback import ensure_playable, needs_copy
 from recordings.writer import probe
 from signaling.bus import MessageBus
-from signaling.registry import customer_party, staff_party
 from signaling.protocol import server_message
-
+from signaling.registry import customer_party, staff_party
 from vbranch.db.models import FaceCheck, Recording
-from vbranch.domain.media_coverage import CoverageRules, PartyMedia, RecordingSpan, coverage_issues
 from vbranch.db.repositories import Sessions, Timeline
-from vbranch.domain.session_state import SessionState
 from vbranch.domain.errors import Conflict, Invalid
+from vbranch.domain.media_coverage import (
+    CoverageRules,
+    PartyMedia,
+    RecordingSpan,
+    coverage_issues,
+)
+from vbranch.domain.session_state import SessionState
 from vbranch.evidence.journal import SessionUpdate
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
 from vbranch.media.hub import MediaError, MediaHub

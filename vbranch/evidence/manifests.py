@@ -18,6 +18,7 @@ from vbranch.db.models import AuditLog, CustomerSession, Manifest
 from vbranch.db.repositories import Catalog, Sessions, Timeline, audit_record, timeline_record
 from vbranch.domain.checklist import Checklist
 from vbranch.domain.evidence import build_manifest, verify_chain
+from vbranch.domain.session_state import SessionState
 from vbranch.evidence.journal import NewRows
 from vbranch.evidence.ports import EvidenceAdapters
 from vbranch.evidence.signing import SigningKey
@@ -104,7 +105,11 @@ async def verify_session(rt: EvidenceAdapters, key: SigningKey, sess: CustomerSe
     if seqs != list(range(1, len(seqs) + 1)):
         report.problems.append(f"{sid}: timeline events are missing (sequence {seqs[:3]}...)")
     if manifest is None:
-        if recordings:
+        if recordings and sess.state == SessionState.CONNECTED:
+            # a call that went on across a restart has stored segments before it is sealed
+            report.notes.append(f"{sid}: call in progress; {len(recordings)} recording segment(s) stored, "
+                                "not sealed yet")
+        elif recordings:
             report.problems.append(f"{sid}: recordings exist but no signed manifest")
         return
     if not key.verify(manifest.body, manifest.signature):
