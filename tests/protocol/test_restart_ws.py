@@ -392,3 +392,43 @@ async def test_sigterm_drains_first_when_asked(tmp_path):
         assert await asyncio.to_thread(srv.proc.wait, 15) == -signal.SIGTERM
     finally:
         srv.kill_quietly()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+async def test_a_call_in_wrap_up_at_the_restart_is_sealed_and_completed(tmp_path, sig):
+    """The end-of-call work of a call that had ended (its seal, its completion after the wrap-up) is
+    lost with the process: the next start does it."""
+    srv = ServerProcess(tmp_path / "data", VBRANCH_WRAPUP_S="600")
+    await srv.start()
+    try:
+        token = await srv.login("agent1")
+        a = await srv.connect(token).__aenter__()
+        await a.request({"type": "hello"})
+        await a.request({"type": "agent.status", "status": "available"})
+        created = await srv.create_session("account_opening")
+        sid = created["session_id"]
+        c = await srv.connect(created["join_token"]).__aenter__()
+        await c.request({"type": "hello"})
+        await a.request({"type": "offer.accept", "session_id": (await a.recv_type("offer"))["session_id"]})
+        await a.recv_type("session.connected")
+        await mark_all(a, sid)
+        await a.request({"type": "session.end", "session_id": sid, "disposition": "done"})
+        await srv.stop(sig)  # at once: in wrap-up for ten more minutes, maybe not even sealed
+        await srv.start()
+        reviewer = await srv.login("reviewer")
+        auth = {"Authorization": f"Bearer {reviewer}"}
+        async with srv.http() as h:
+            for _ in range(100):
+                detail = (await h.get(f"/api/v1/sessions/{sid}", headers=auth)).json()
+                if detail["state"] == "completed":
+                    break
+                await asyncio.sleep(0.1)
+            assert detail["state"] == "completed"
+            assert (await h.get(f"/api/v1/sessions/{sid}/manifest", headers=auth)).status_code == 200
+            verdict = (await h.get(f"/api/v1/sessions/{sid}/verify", headers=auth)).json()
+            # intact and sealed; this call had no media, which the evidence says (and verify reports)
+            assert verdict["sealed"] and [p.split(": ", 1)[1] for p in verdict["problems"]] == [
+                "evidence incomplete: customer media never connected; agent media never connected "
+                "(not acknowledged by a supervisor)"], verdict
+    finally:
+        srv.kill_quietly()

@@ -20,6 +20,7 @@ from signaling.bus import MessageBus
 from signaling.protocol import server_message
 from signaling.registry import Registry, customer_party, staff_party
 from vbranch.calls.media import CallMedia
+from vbranch.db.models import Manifest
 from vbranch.db.repositories import Catalog, Sessions, Timeline
 from vbranch.domain.call import Call, CallEnded, StepMarked
 from vbranch.domain.checklist import Checklist
@@ -152,6 +153,16 @@ class CallService:
             if sess.state == SessionState.INTERRUPTED:
                 await self.sessions.move(session_id, SessionState.WRAP_UP, "system")
             await self.sessions.move(session_id, SessionState.COMPLETED, "system")
+
+    async def finish_after_restart(self, session_id: str) -> None:
+        """A call that had ended (wrap-up, or interrupted) when the server stopped: its end-of-call work
+        was lost with the process. It is sealed if it was not, and completed (the wrap-up's timer did not
+        survive; the agent's console comes back without it)."""
+        async with self.rt.db.session() as db:
+            sealed = await db.get(Manifest, session_id) is not None
+        if not sealed:
+            await self.call_over(session_id)
+        await self.wrapup_over(session_id)
 
     # -- carrying out the end of a call ---------------------------------------
     async def _finish(self, ended: CallEnded, actor: str, engine_knows: bool = False) -> None:
