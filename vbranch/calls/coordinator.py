@@ -59,10 +59,7 @@ class Coordinator:
         await self.media.recover()  # recordings a crash left without rows are stored as segments
         # the parties connected or in their resume window before a restart get it (back)
         await self.registry.restore()
-        async with self.rt.db.session() as db:  # calls that had ended: their end-of-call work is redone
-            ended = await Sessions(db).in_states([SessionState.WRAP_UP, SessionState.INTERRUPTED])
-        for sess in ended:
-            self.desk.follow_up(sess.id, self.calls.finish_after_restart(sess.id))
+        await self.calls.finish_ended_calls()  # calls that had ended: their lost end-of-call work is redone
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="expiry-sweeper")
 
     async def stop(self) -> None:

@@ -154,13 +154,18 @@ class CallService:
                 await self.sessions.move(session_id, SessionState.WRAP_UP, "system")
             await self.sessions.move(session_id, SessionState.COMPLETED, "system")
 
-    async def finish_after_restart(self, session_id: str) -> None:
-        """A call that had ended (wrap-up, or interrupted) when the server stopped: its end-of-call work
-        was lost with the process. It is sealed if it was not, and completed (the wrap-up's timer did not
-        survive; the agent's console comes back without it)."""
+    async def finish_ended_calls(self) -> None:
+        """At start: calls that had ended (wrap-up, or interrupted) when the server stopped lost their
+        end-of-call work with the process. Each is sealed if it was not, and completed (the wrap-up's
+        timer did not survive; the agent's console comes back without it), as the session's follow-up."""
         async with self.rt.db.session() as db:
-            sealed = await db.get(Manifest, session_id) is not None
-        if not sealed:
+            ended = await Sessions(db).in_states([SessionState.WRAP_UP, SessionState.INTERRUPTED])
+            unsealed = {sess.id for sess in ended if await db.get(Manifest, sess.id) is None}
+        for sess in ended:
+            self.desk.follow_up(sess.id, self._finish_after_restart(sess.id, sess.id in unsealed))
+
+    async def _finish_after_restart(self, session_id: str, unsealed: bool) -> None:
+        if unsealed:
             await self.call_over(session_id)
         await self.wrapup_over(session_id)
 
