@@ -34,6 +34,7 @@ class RtcOffer(_Msg):
     type: Literal["rtc.offer"]
     sdp: Sdp
     session_id: SessionId | None = None  # agents name the call; customers have one
+    ice_restart: bool = False  # the offer restarts ICE on the party's live connection (same DTLS)
 
 
 class IceCandidate(BaseModel):

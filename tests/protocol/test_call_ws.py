@@ -25,16 +25,23 @@ def peer_for(clip, video=None) -> ClientPeer:
                       audio=PreEncodedAudioTrack(clip.audio))
 
 
-async def negotiate(ws, peer: ClientPeer, session_id: str | None = None) -> None:
+def answer_over(ws, session_id: str | None = None, *, ice_restart: bool = False):
+    """``answer_for(offer_sdp)`` over the WebSocket (rtc.offer -> rtc.answer)."""
     async def answer_for(sdp: str) -> str:
         msg = {"type": "rtc.offer", "sdp": sdp}
         if session_id:
             msg["session_id"] = session_id
+        if ice_restart:
+            msg["ice_restart"] = True
         reply = await ws.request(msg, timeout=15)
         assert reply["type"] == "rtc.answer", reply
         return reply["sdp"]
 
-    await peer.connect(answer_for)
+    return answer_for
+
+
+async def negotiate(ws, peer: ClientPeer, session_id: str | None = None) -> None:
+    await peer.connect(answer_over(ws, session_id))
 
 
 async def connected_call(srv, c, a):

@@ -17,7 +17,7 @@ import av
 import pytest
 import redis
 
-from tests.protocol.test_call_ws import connected_call, negotiate, peer_for
+from tests.protocol.test_call_ws import answer_over, connected_call, negotiate, peer_for
 from tests.protocol.test_routing_ws import agent, customer, mark_all
 from tests.support.process import ServerProcess
 from tests.support.server import run_server
@@ -316,53 +316,72 @@ async def test_a_call_goes_on_across_a_restart_in_recording_segments(tmp_path, s
 
 
 @pytest.mark.media
-async def test_a_lost_path_comes_back_in_the_same_session_and_the_recording_shows_the_gap(tmp_path):
-    """The customer's peer connection loses its path for 5 s (its transport is closed). aiortc does
-    not restart ICE, so the page makes a new peer connection in the same session; the customer's
-    recording stays one file and the 5 s are a gap on the timeline and in the evidence."""
+async def test_a_lost_path_comes_back_by_ice_restart_and_the_recording_shows_the_gap(tmp_path):
+    """The customer's path is lost for 5 s (its ICE sockets go silent, as when a phone leaves a
+    Wi-Fi network). The client restarts ICE over the same WebSocket (``rtc.offer`` with
+    ``ice_restart``): the same peer connection and DTLS session carry on over new candidates, the
+    recording stays one file with the 5 s as a gap on the timeline and in the evidence, and the
+    first frame after the gap is a key frame."""
 
     clip = make_clip(seconds=2.0)
     async with run_server(tmp_path / "d") as srv:
         async with customer(srv, "account_opening") as c, agent(srv, "agent1") as a:
             await connected_call(srv, c, a)
             cust, ag = peer_for(clip), peer_for(clip)
-            peers = [cust, ag]
             try:
                 await asyncio.gather(negotiate(c, cust), negotiate(a, ag, c.session_id))
                 await asyncio.gather(cust.wait_frames("video", 20, 20), ag.wait_frames("video", 20, 20))
                 await asyncio.sleep(1.0)
                 lost_at = time.monotonic()
-                await cust.close()  # the path is gone: no more packets either way
+                cust.lose_path()  # no more packets either way; nothing tells the server
                 await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - lost_at)))
-                again = peer_for(clip)
-                peers.append(again)
+                before_ag, before_cust = ag.received["video"].frames, cust.received["video"].frames
                 back_from = time.monotonic()
-                await negotiate(c, again)  # same socket, same session
-                await again.wait_frames("video", 10, 20)
-                before = ag.received["video"].frames
-                await ag.wait_frames("video", before + 10, 20)
+                switched_s = await cust.restart_ice(answer_over(c, ice_restart=True))  # same socket, same session
+                await asyncio.gather(ag.wait_frames("video", before_ag + 10, 20),
+                                     cust.wait_frames("video", before_cust + 10, 20))
                 media_back = time.monotonic() - back_from
+                # a restart offer from a peer connection the server does not hold is refused, typed
+                stranger = peer_for(clip)
+                await stranger.pc.setLocalDescription(await stranger.pc.createOffer())
+                refused = await c.request({"type": "rtc.offer", "sdp": stranger.pc.localDescription.sdp,
+                                           "ice_restart": True})
+                await stranger.close()
+                assert refused["type"] == "error" and refused["code"] == "ice_restart_unavailable", refused
                 await asyncio.sleep(1.0)
                 await mark_all(a, c.session_id)
                 await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "done"})
                 await srv.coordinator.settled(c.session_id)
             finally:
-                for p in peers:
-                    await p.close()
+                await asyncio.gather(cust.close(), ag.close())
         sup = await srv.login("reviewer")
         async with srv.http() as h:
             auth = {"Authorization": f"Bearer {sup}"}
             recs = (await h.get(f"/api/v1/sessions/{c.session_id}/recordings", headers=auth)).json()
             detail = (await h.get(f"/api/v1/sessions/{c.session_id}", headers=auth)).json()
             timeline = (await h.get(f"/api/v1/sessions/{c.session_id}/timeline", headers=auth)).json()
+            rec = next(r for r in recs if r["party"] == "customer")
+            media = await h.get(rec["media_url"])
         assert sorted((r["party"], r["segment"]) for r in recs) == [("agent", 1), ("customer", 1)]
-        mine = [e for e in timeline if e["kind"] in ("media.party_disconnected", "media.party_connected")
-                and e["data"].get("party") == "customer"]
-        assert [e["kind"] for e in mine][:3] == ["media.party_connected", "media.party_disconnected",
-                                                 "media.party_connected"]  # then the end of the call
+        mine = [e["kind"] for e in timeline if e["data"].get("party") == "customer" and e["kind"] in (
+            "media.party_connected", "media.party_disconnected", "media.party_stalled", "media.ice_restarted",
+            "media.party_resumed")]
+        assert mine[:4] == ["media.party_connected", "media.party_stalled", "media.ice_restarted",
+                            "media.party_resumed"], mine
+        assert "media.party_disconnected" not in mine[:4]  # one connection all along
         gaps = [i for i in detail["evidence_issues"] if i["party"] == "customer" and i["reason"] == "gap"]
-        assert len(gaps) == 1 and gaps[0]["duration_s"] >= 5.0, detail["evidence_issues"]
-        print(f"customer media back {media_back:.2f} s after its new offer; recorded gap {gaps[0]['duration_s']} s")
+        assert len(gaps) == 1 and gaps[0]["duration_s"] >= 1.0, detail["evidence_issues"]
+        assert media.status_code == 200, media.text
+        path = tmp_path / "customer.webm"  # the recording itself: the first frame after the gap is a key frame
+        path.write_bytes(media.content)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            packets = [(float(p.pts * stream.time_base), p.is_keyframe)
+                       for p in container.demux(stream) if p.pts is not None and p.size]
+        jumps = [i for i in range(1, len(packets)) if packets[i][0] - packets[i - 1][0] > 3.0]
+        assert len(jumps) == 1 and packets[jumps[0]][1], jumps
+        print(f"ICE restart switched in {switched_s:.2f} s; customer media back {media_back:.2f} s after its "
+              f"restart offer; recorded gap {gaps[0]['duration_s']} s")
 
 
 async def test_sigterm_drains_first_when_asked(tmp_path):

@@ -330,7 +330,7 @@ class Coordinator:
 
     async def on_rtc_offer(self, conn: Connection, msg: Any) -> None:
         session_id, party = await self._media_party(conn, msg)
-        answer, candidates = await self.media.offer(session_id, party, msg.sdp)
+        answer, candidates = await self.media.offer(session_id, party, msg.sdp, ice_restart=msg.ice_restart)
         await conn.send(server_message("rtc.answer", msg.id, sdp=answer, session_id=session_id))
         for candidate in candidates:  # then the hub's own candidates (the last one null: no more)
             await conn.send(server_message("rtc.ice", candidate=candidate, session_id=session_id))

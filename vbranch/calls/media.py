@@ -33,7 +33,7 @@ from vbranch.domain.media_coverage import (
 from vbranch.domain.session_state import SessionState
 from vbranch.evidence.journal import SessionUpdate
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
-from vbranch.media.hub import MediaError, MediaHub
+from vbranch.media.hub import MediaError, MediaHub, RestartUnavailable
 from vbranch.media.recorder import RecordingResult
 from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
@@ -83,11 +83,15 @@ class CallMedia:
         self._started[session_id] = started_at
         self.hub.open_session(session_id, started_at=started_at)
 
-    async def offer(self, session_id: str, party: str, sdp: str) -> tuple[str, list[dict[str, Any]]]:
-        """The hub's answer and its own candidates; Invalid ``invalid_sdp`` for an offer it refuses."""
+    async def offer(self, session_id: str, party: str, sdp: str, *,
+                    ice_restart: bool = False) -> tuple[str, list[dict[str, Any]]]:
+        """The hub's answer and its own candidates; Invalid ``invalid_sdp`` for an offer it refuses,
+        ``ice_restart_unavailable`` for a restart it cannot apply (the client makes a new connection)."""
         try:
-            answer = await self.hub.handle_offer(session_id, party, sdp)
+            answer = await self.hub.handle_offer(session_id, party, sdp, ice_restart=ice_restart)
             return answer, self.hub.local_candidates(session_id, party)
+        except RestartUnavailable as exc:
+            raise Invalid("ice_restart_unavailable", f"ICE cannot be restarted: {exc}"[:300]) from None
         except (MediaError, ValueError) as exc:
             raise Invalid("invalid_sdp", f"the SDP offer was refused: {exc}"[:300]) from None
 

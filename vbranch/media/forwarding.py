@@ -55,7 +55,7 @@ class EncodedFrame:
     timestamp: int  # RTP ticks, 0 at this receiver's first frame (aiortc's TimestampMapper)
     keyframe: bool
     arrival: float  # time.monotonic() when the frame was complete
-    generation: int  # bumps each time the source's receiver changes (reconnect)
+    generation: int  # bumps each time the source's receiver or network path changes (reconnect, ICE restart)
 
     @property
     def clock_rate(self) -> int:
@@ -179,16 +179,21 @@ class MediaSource:
 
     def attach(self, receiver: RTCRtpReceiver) -> None:
         self.generation += 1
-        generation = self.generation
         self._receiver = receiver
         self._last_pli = -1e9
         self.last_arrival = None  # a new connection: silence is measured from its first frame
 
         def on_frame(codec: RTCRtpCodecParameters, jf: JitterFrame) -> None:
-            if generation == self.generation:
-                self._on_frame(codec, jf, generation)
+            if receiver is self._receiver:
+                self._on_frame(codec, jf, self.generation)
 
         intercept_encoded_frames(receiver, on_frame)
+
+    def new_path(self) -> None:
+        """The same receiver, after a gap on a new network path (ICE restart): subscribers start
+        again on a key frame and re-anchor their timing, as after a new connection."""
+        self.generation += 1
+        self._last_pli = -1e9
 
     def detach(self, receiver: RTCRtpReceiver | None = None) -> None:
         if receiver is None or receiver is self._receiver:

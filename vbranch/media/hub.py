@@ -20,6 +20,8 @@ Timeline events go to ``on_event(session_id, kind, data)``; ``data`` always has
 
 - ``media.party_connected`` {party, video_codec, audio_codec, ignored_candidates: {mdns, tcp}}
 - ``media.party_disconnected`` {party, reason: closed|closed_by_party|failed|replaced|ended}
+- ``media.ice_restarted`` {party, after_s}: the party's connection moved to a new network path
+  (ICE restart, see vbranch.media.ice_restart); ``after_s`` from its restart offer to the switch
 - ``media.party_stalled`` {party, silent_s} / ``media.party_resumed`` {party}: connected, but no
   frame arrived for ``stall_after_s`` / frames flow again
 - ``media.party_not_connected`` {party, reason: no_offer|ice, after_s}: not connected
@@ -43,9 +45,12 @@ gives the hub's own for trickling to the client. Each party's media health
 
 Notes:
 
-- Every offer makes a new peer connection for that party (reconnect = new
-  RTCPeerConnection on the client; renegotiating an existing browser
-  connection is not supported). Offer audio and video sendrecv up front.
+- An offer makes a new peer connection for that party (a client that lost the
+  server, e.g. after a restart, makes a new RTCPeerConnection), unless it is an
+  ICE restart (``handle_offer(..., ice_restart=True)``): then the party's
+  connection, its DTLS session and its recording carry on over a new path, and
+  key frames are asked of both parties at once. Other renegotiation of an
+  existing connection is not supported. Offer audio and video sendrecv up front.
 - Recordings: one file per party per session, key
   ``{key_prefix}{session_id}/{party}.webm`` (``.mkv`` for H.264; ``-2`` etc. if
   the key exists: a file is never overwritten). The file stays open across a
@@ -76,6 +81,7 @@ from .codecs import codec_key
 from .forwarding import ForwardTrack, MediaSource, hook_sender_keyframes, tune_socket_buffers
 from .health import PartyHealth
 from .ice import CandidateError, TrickledCandidate, candidate_message, parse_candidate, sanitize_offer
+from .ice_restart import IceRestart, RestartRefused, install_switchable_recv, restart_request, restarted_sdp
 from .negotiation import AUDIO_ORDER, choose, offered, prefer_codecs, variant
 from .recorder import PartyRecorder, RecordingResult
 from .stock import StockCall, StockVideoTap, Transceivers
@@ -90,11 +96,16 @@ MAX_PENDING_ICE = 64
 
 EventCallback = Callable[[str, str, dict[str, Any]], Any]
 
-__all__ = ["MediaError", "MediaHub", "RecordingResult", "PARTIES", "MODES"]
+__all__ = ["MediaError", "MediaHub", "RecordingResult", "RestartUnavailable", "PARTIES", "MODES"]
 
 
 class MediaError(Exception):
     """A request the hub cannot honour (bad party, bad SDP/candidate, unknown session)."""
+
+
+class RestartUnavailable(MediaError):
+    """An ICE restart offer the hub cannot apply (no live connection for the party, or the offer is
+    not a restart of it): the client makes a new peer connection instead."""
 
 
 def other_party(party: str) -> str:
@@ -121,6 +132,8 @@ class _Party:
     offer_seen: asyncio.Event = field(default_factory=asyncio.Event)
     health: PartyHealth | None = None
     recorder: PartyRecorder | None = None
+    restart: IceRestart | None = None  # an ICE restart of ``pc`` under way (or done)
+    remote_sdp: str | None = None  # the party's newest offer applied to ``pc`` (a restart replaces it)
 
 
 @dataclass(eq=False)
@@ -190,14 +203,20 @@ class MediaHub:
         if started_at is not None:
             session.started_at = started_at
 
-    async def handle_offer(self, session_id: str, party: str, sdp: str) -> str:
-        """Apply a party's SDP offer and return the hub's answer SDP."""
+    async def handle_offer(self, session_id: str, party: str, sdp: str, *, ice_restart: bool = False) -> str:
+        """Apply a party's SDP offer and return the hub's answer SDP.
+
+        ``ice_restart``: the offer restarts ICE on the party's live connection (raises
+        :class:`RestartUnavailable` if there is none, or the offer does not restart it).
+        """
         _check_party(party)
         session = self._session(session_id, create=True)
         p = self._party(session, party)
         async with p.lock:
             if session.ended:
                 raise MediaError("session has ended")
+            if ice_restart:
+                return await self._restart_ice(session, p, sdp)
             if p.pc is not None:
                 await self._close_pc(session, p, "replaced")
             offer = sanitize_offer(sdp)
@@ -212,6 +231,9 @@ class MediaHub:
 
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+                p.remote_sdp = offer.sdp
+                for t in pc.getTransceivers():  # before ICE connects, so DTLS can follow a restart
+                    install_switchable_recv(t.receiver.transport.transport)
                 if not any(t.kind in KINDS for t in pc.getTransceivers()):
                     raise MediaError("the offer has no audio or video")
                 p.ignored = {"mdns": offer.mdns_dropped, "tcp": 0}
@@ -238,6 +260,49 @@ class MediaHub:
                     raise
                 raise MediaError(f"cannot answer the offer: {exc}") from exc
             return pc.localDescription.sdp
+
+    async def _restart_ice(self, session: _Session, p: _Party, sdp: str) -> str:
+        """Answer an ICE restart offer (``p.lock`` held): new credentials and candidates, same connection."""
+        pc = p.pc
+        if pc is None or not p.connected or pc.connectionState in ("closed", "failed") or p.remote_sdp is None:
+            raise RestartUnavailable("no live connection to restart: make a new one")
+        offer = sanitize_offer(sdp)
+        try:
+            request = restart_request(p.remote_sdp, offer.sdp)
+        except RestartRefused as exc:
+            raise RestartUnavailable(str(exc)) from None
+        except (ValueError, IndexError, KeyError, AssertionError, TypeError) as exc:  # aiortc's parser asserts
+            raise MediaError(f"cannot parse the offer: {exc!r}"[:200]) from None
+        if p.restart is not None:
+            await p.restart.cancel()
+        restart = IceRestart(pc, controlling=False, ice_servers=list(self._ice_servers),
+                             on_switched=partial(self._ice_restarted, session, p, pc))
+        p.restart = restart
+        answer = restarted_sdp(pc.localDescription.sdp, *restart.local_parameters, await restart.gather())
+        await restart.start(request)
+        p.remote_sdp = offer.sdp
+        p.usable_candidates, p.end_held = offer.usable, offer.end_held
+        p.offered_at = self.clock.now()
+        while p.pending_ice:  # trickled while this was being answered
+            try:
+                await self._add_candidate(p, pc, p.pending_ice.pop(0))
+            except MediaError as exc:
+                log.info("session %s %s: queued candidate dropped: %s", session.id, p.name, exc)
+        return answer
+
+    def _ice_restarted(self, session: _Session, p: _Party, pc: RTCPeerConnection, restart: IceRestart,
+                       after_s: float) -> None:
+        if p.pc is not pc or p.restart is not restart:
+            return
+        tune_socket_buffers(pc)
+        for source in p.sources.values():
+            source.new_path()  # what follows is re-gated on a key frame (forwarding, recorder, taps)
+        # the first frame after the reconnect must be a key frame, both ways: ask at once
+        p.sources["video"].request_keyframe("hub", "ice_restart")
+        peer = session.parties.get(other_party(p.name))
+        if peer is not None:
+            peer.sources["video"].request_keyframe(p.name, "ice_restart")
+        self._emit(session.id, "media.ice_restarted", {"party": p.name, "after_s": round(after_s, 2)})
 
     async def add_ice(self, session_id: str, party: str, candidate: dict[str, Any] | None) -> str:
         """Add a trickled ICE candidate ({candidate, sdpMid, sdpMLineIndex}); None ends them.
@@ -267,17 +332,20 @@ class MediaHub:
     def local_candidates(self, session_id: str, party: str) -> list[dict[str, Any] | None]:
         """The hub's own candidates for ``party``'s connection, as ``rtc.ice`` payloads, then None (the end)."""
         session = self._session(session_id, create=False)
-        pc = self._party(session, party).pc
+        p = self._party(session, party)
+        pc = p.pc
         out: list[dict[str, Any] | None] = []
         if pc is None:
             return out
         seen: set[int] = set()
+        restart = p.restart if p.restart is not None and not p.restart.switched.is_set() else None
         for index, t in enumerate(pc.getTransceivers()):
             ice_transport = t.receiver.transport.transport
             if id(ice_transport) in seen or t.mid is None:
                 continue
             seen.add(id(ice_transport))
-            for c in ice_transport.iceGatherer.getLocalCandidates():
+            local = restart.local_candidates() if restart is not None else ice_transport.iceGatherer.getLocalCandidates()
+            for c in local:
                 c.sdpMid, c.sdpMLineIndex = t.mid, index
                 out.append(candidate_message(c))
         out.append(None)
@@ -595,6 +663,9 @@ class MediaHub:
 
     async def _close_pc(self, session: _Session, p: _Party, reason: str, *, emit: bool = True) -> None:
         pc, p.pc = p.pc, None
+        restart, p.restart, p.remote_sdp = p.restart, None, None
+        if restart is not None:
+            await restart.cancel()
         was_connected, p.connected = p.connected, False
         for track in p.tracks:
             track.stop()
@@ -611,11 +682,15 @@ class MediaHub:
             self._emit(session.id, "media.party_disconnected", {"party": p.name, "reason": reason})
 
     async def _add_candidate(self, p: _Party, pc: RTCPeerConnection, candidate: TrickledCandidate) -> str:
+        restart = p.restart if p.restart is not None and not p.restart.switched.is_set() else None
         if candidate.end:
             if p.usable_candidates == 0:
                 p.end_held = True  # keep learning the party's address from its checks
                 return "end"
-            await pc.addIceCandidate(None)
+            if restart is not None:
+                await restart.add_candidate(None)
+            else:
+                await pc.addIceCandidate(None)
             return "end"
         ice = candidate.ice
         assert ice is not None
@@ -625,7 +700,10 @@ class MediaHub:
             raise MediaError(f"the candidate names media section {ice.sdpMid!r}, which the offer does not have")
         if ice.sdpMid is None and not 0 <= (ice.sdpMLineIndex or 0) < len(transceivers):
             raise MediaError("the candidate's sdpMLineIndex is beyond the offer's media sections")
-        await pc.addIceCandidate(ice)
+        if restart is not None:
+            await restart.add_candidate(ice)
+        else:
+            await pc.addIceCandidate(ice)
         p.usable_candidates += 1
         return "added"
 

@@ -28,6 +28,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from .codecs import codec_key, is_keyframe
 from .forwarding import intercept_encoded_frames, remote_media_ssrc, tune_socket_buffers
+from .ice_restart import IceRestart, ice_transport, install_switchable_recv, restart_request, restarted_sdp
 
 VIDEO_TB = fractions.Fraction(1, 90000)
 AUDIO_TB = fractions.Fraction(1, 48000)
@@ -271,6 +272,7 @@ class ClientPeer:
         video_codecs: list[str] | None = None,
     ) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._remote_sdp: str | None = None  # the hub's newest answer (an ICE restart replaces it)
         self.video_track = video
         self.audio_track = audio
         self.received = {"audio": Received(), "video": Received()}
@@ -322,11 +324,38 @@ class ClientPeer:
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         tune_socket_buffers(self.pc)
+        for t in self.pc.getTransceivers():  # before ICE connects, so DTLS can follow a restart
+            install_switchable_recv(t.receiver.transport.transport)
         answer = await answer_for(self.pc.localDescription.sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        self._remote_sdp = answer
+
+    async def restart_ice(self, answer_for: Callable[[str], Awaitable[str]], timeout: float = 15.0) -> float:
+        """Restart ICE as a browser's ``restartIce()`` does: new credentials and candidates on the same
+        connection (its DTLS session and media carry on). Returns the seconds until it switched."""
+        assert self._remote_sdp is not None, "connect first"
+        restart = IceRestart(self.pc, controlling=True, ice_servers=[])
+        offer = restarted_sdp(self.pc.localDescription.sdp, *restart.local_parameters, await restart.gather())
+        answer = await answer_for(offer)
+        await restart.start(restart_request(self._remote_sdp, answer))
+        if not await restart.wait(timeout):
+            await restart.cancel()
+            raise TimeoutError("the ICE restart did not connect")
+        self._remote_sdp = answer
+        return time.monotonic() - restart.started
 
     async def connect_to_hub(self, hub: Any, session_id: str, party: str) -> None:
         await self.connect(lambda sdp: hub.handle_offer(session_id, party, sdp))
+
+    def lose_path(self) -> None:
+        """The network path is gone (test fault injection): the connection's ICE sockets stay open
+        but nothing more is sent or taken in either way, as when a phone leaves a Wi-Fi network;
+        nothing tells the DTLS session or the hub. An ICE restart brings it back on new sockets."""
+        for protocol in list(ice_transport(self.pc)._connection._protocols):
+            protocol.datagram_received = lambda data, addr: None
+            transport = protocol.transport
+            if transport is not None:
+                transport.sendto = lambda data, addr=None: None
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

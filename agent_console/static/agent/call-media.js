@@ -23,7 +23,7 @@ export class CallMedia {
 
   get connected() { return Boolean(this.link) && this.link.state === 'connected'; }
 
-  /** sendOffer(sdp) -> answer sdp (rtc.offer with the call's session_id); sendCandidate(init|null) */
+  /** sendOffer(sdp, {iceRestart}) -> answer sdp (rtc.offer with the call's session_id); sendCandidate(init|null) */
   async start(iceServers, sendOffer, sendCandidate) {
     const { local, remote, unmute } = this.els;
     this.sendOffer = sendOffer;
@@ -62,8 +62,9 @@ export class CallMedia {
     try { await this.negotiate(); } catch (err) { console.warn('media negotiation failed', err); }
   }
 
+  /** Media (back): an ICE restart of the live connection if there is one the server holds, else a new one. */
   async negotiate() {
-    if (this.link && this.sendOffer) await this.link.negotiate(this.sendOffer, this.sendCandidate);
+    if (this.link && this.sendOffer) await this.link.reconnect(this.sendOffer, this.sendCandidate);
   }
 
   /** The server's rtc.ice for this call. */

@@ -163,7 +163,8 @@ async function startCall(sessionId) {
   renderSteps();
   renderIdle();
   await state.media.start(state.iceServers,
-    async (sdp) => (await state.signal.request({ type: 'rtc.offer', session_id: sessionId, sdp }, 20000)).sdp,
+    async (sdp, { iceRestart } = {}) => (await state.signal.request(
+      { type: 'rtc.offer', session_id: sessionId, sdp, ...(iceRestart ? { ice_restart: true } : {}) }, 20000)).sdp,
     (candidate) => state.signal.request({ type: 'rtc.ice', session_id: sessionId, candidate })
       .catch((err) => console.warn('candidate refused', err.code, err.message)));
   // consent (and, after a reload, the customer's details) come from the session itself

@@ -247,7 +247,7 @@ async function startCall() {
         renderCaption();
       },
     });
-    keepAlive(state.link, negotiate);
+    keepAlive(state.link, reconnectMedia);
     state.stopWatch = watchFrames(el.remote, (moving) => {
       state.moving = moving;
       el.remote.dataset.video = moving ? 'playing' : 'none';
@@ -255,16 +255,17 @@ async function startCall() {
     });
   }
   try {
-    await negotiate();
+    await reconnectMedia();  // the first time a new connection; after a drop an ICE restart if it can
   } catch (err) {
     console.warn('media negotiation failed', err);
   }
 }
 
-async function negotiate() {
+async function reconnectMedia() {
   if (state.ended || !state.signal) return;
-  await state.link.negotiate(
-    async (sdp) => (await state.signal.request({ type: 'rtc.offer', sdp }, 20000)).sdp,
+  await state.link.reconnect(
+    async (sdp, { iceRestart } = {}) => (await state.signal.request(
+      { type: 'rtc.offer', sdp, ...(iceRestart ? { ice_restart: true } : {}) }, 20000)).sdp,
     (candidate) => state.signal.request({ type: 'rtc.ice', candidate })
       .catch((err) => console.warn('candidate refused', err.code, err.message)));
 }

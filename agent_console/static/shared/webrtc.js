@@ -45,7 +45,8 @@ export function stopStream(stream) {
 /**
  * One party's media link with the server.
  *   link = new PeerLink({iceServers, stream, onRemote(stream), onState(state)})
- *   await link.negotiate(async (sdp) => answerSdp, (candidateInit|null) => send it)   // again: a new connection
+ *   await link.negotiate(async (sdp, {iceRestart}) => answerSdp, (candidateInit|null) => send it)  // a new connection
+ *   await link.reconnect(sendOffer, sendCandidate)   // ICE restart on the live connection, else a new one
  *   link.addRemoteCandidate(candidateInit|null)   // the server's rtc.ice
  */
 export class PeerLink {
@@ -57,6 +58,7 @@ export class PeerLink {
     this.pc = null;
     this.remote = null;
     this.early = [];  // the server's candidates that came before its answer was applied
+    this.restarting = false;
   }
 
   get state() { return this.pc ? this.pc.connectionState : 'closed'; }
@@ -87,17 +89,62 @@ export class PeerLink {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     // without a sendCandidate the offer carries what was gathered so far (aiortc-style clients)
-    const answer = await sendOffer(pc.localDescription.sdp);
+    const answer = await sendOffer(pc.localDescription.sdp, { iceRestart: false });
     if (pc !== this.pc) return;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     for (const candidate of this.early.splice(0)) await this._add(pc, candidate);
+  }
+
+  /**
+   * A network change (new Wi-Fi, Wi-Fi to 4G): restart ICE on the live connection, so the call, its
+   * DTLS session and its recording carry on over new candidates. Throws when the server cannot
+   * (it no longer holds this connection, e.g. after it restarted): then negotiate() anew.
+   */
+  async restartIce(sendOffer) {
+    const pc = this.pc;
+    if (!pc || !pc.remoteDescription || pc.signalingState !== 'stable' || pc.connectionState === 'closed') {
+      throw new Error('no connection to restart');
+    }
+    this.restarting = true;
+    this.early = [];
+    try {
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      let answer;
+      try {
+        answer = await sendOffer(pc.localDescription.sdp, { iceRestart: true });
+      } catch (err) {
+        if (pc === this.pc && pc.signalingState === 'have-local-offer') {
+          await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        }
+        throw err;
+      }
+      if (pc !== this.pc) return;
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    } finally {
+      this.restarting = false;
+    }
+    for (const candidate of this.early.splice(0)) await this._add(pc, candidate);
+  }
+
+  /** Bring the media back: an ICE restart where the connection lives on, else a new connection. */
+  async reconnect(sendOffer, sendCandidate = null) {
+    if (this.pc && this.pc.remoteDescription) {
+      try {
+        await this.restartIce(sendOffer);
+        return 'restarted';
+      } catch (err) {
+        console.info('ICE restart not possible, making a new connection:', err.code || err.message);
+      }
+    }
+    await this.negotiate(sendOffer, sendCandidate);
+    return 'new';
   }
 
   /** A candidate of the server's (null: it has no more). */
   addRemoteCandidate(candidate) {
     const pc = this.pc;
     if (!pc) return;
-    if (!pc.remoteDescription) this.early.push(candidate);
+    if (!pc.remoteDescription || this.restarting) this.early.push(candidate);
     else this._add(pc, candidate);
   }
 
@@ -119,7 +166,8 @@ export class PeerLink {
   }
 }
 
-/** Keeps a link up: renegotiates when the connection fails or stays disconnected. */
+/** Keeps a link up: calls renegotiate() (which should try link.reconnect) when the connection fails or
+ *  stays disconnected. */
 export function keepAlive(link, renegotiate, { graceMs = 4000, maxAttempts = 5 } = {}) {
   let timer = null;
   let attempts = 0;
