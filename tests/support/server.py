@@ -84,12 +84,12 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def run_server(data_dir: Path, database_url: str | None = None, clock: Clock | None = None,
-                     **settings: Any) -> AsyncIterator[RunningServer]:
+                     host: str = "127.0.0.1", **settings: Any) -> AsyncIterator[RunningServer]:
     port = free_port()
     s = load_settings(data_dir=data_dir, database_url=database_url, port=port, demo=settings.pop("demo", True),
                       secret_key=settings.pop("secret_key", "test-secret-" + "x" * 32), **settings)
     app = create_app(s, clock)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             ws_max_size=s.ws_max_frame_bytes, ws_ping_interval=s.heartbeat_interval_s,
                             ws_per_message_deflate=False)
     server = uvicorn.Server(config)
@@ -102,7 +102,7 @@ async def run_server(data_dir: Path, database_url: str | None = None, clock: Clo
         await asyncio.sleep(0.02)
     demo = app.state.demo
     try:
-        yield RunningServer(app=app, base_url=f"http://127.0.0.1:{port}", api_key=demo.api_key if demo else None)
+        yield RunningServer(app=app, base_url=f"http://{host}:{port}", api_key=demo.api_key if demo else None)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)

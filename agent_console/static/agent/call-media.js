@@ -7,10 +7,12 @@ import { tx } from '../shared/i18n.js';
 import { getLocalMedia, keepAlive, PeerLink, stopStream, watchFrames } from '../shared/webrtc.js';
 
 export class CallMedia {
-  /** els: {local, remote, unmute, caption}; onCameraError(err) when the agent's camera cannot start */
-  constructor(els, { onCameraError, onConnected } = {}) {
+  /** els: {local, remote, unmute, caption}; onCameraError(err) when the agent's camera cannot start;
+   *  onMediaLost() when the connection fails or drops (the socket may be gone too) */
+  constructor(els, { onCameraError, onConnected, onMediaLost } = {}) {
     this.els = els;
     this.onCameraError = onCameraError;
+    this.onMediaLost = onMediaLost;
     this.onConnected = onConnected;
     this.stream = null;
     this.link = null;
@@ -49,6 +51,7 @@ export class CallMedia {
         onState: (s) => {
           remote.dataset.connection = s;
           if (s === 'connected') this.onConnected?.();
+          if (s === 'failed' || s === 'disconnected') this.onMediaLost?.();
           this.render();
         },
       });

@@ -27,7 +27,9 @@ const el = {
 
 const media = new CallMedia(
   { local: $('#local-video'), remote: $('#remote-video'), unmute: $('#unmute'), caption: $('#call-state') },
-  { onCameraError: (err) => bar.say('call.no_camera', { kind: err.kind || err.name }, 'warn', 10000) });
+  { onCameraError: (err) => bar.say('call.no_camera', { kind: err.kind || err.name }, 'warn', 10000),
+    // a network change takes the socket too: find out now, not at the next ping
+    onMediaLost: () => state.signal?.probe() });
 
 const state = {
   media,

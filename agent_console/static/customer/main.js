@@ -242,7 +242,10 @@ async function startCall() {
       },
       onState: (s) => {
         el.remote.dataset.connection = s;
-        if (s === 'failed' || s === 'disconnected') bar.say('call.media_retry', null, 'warn');
+        if (s === 'failed' || s === 'disconnected') {
+          bar.say('call.media_retry', null, 'warn');
+          state.signal?.probe();  // a network change takes the socket too: find out now, not at the next ping
+        }
         else if (s === 'connected') bar.hide();
         renderCaption();
       },

@@ -42,6 +42,9 @@ export function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }
 
+// WsError codes that mean the request never reached the server (see ws-client.js)
+const NO_SIGNALLING = new Set(['disconnected', 'timeout']);
+
 /**
  * One party's media link with the server.
  *   link = new PeerLink({iceServers, stream, onRemote(stream), onState(state)})
@@ -126,13 +129,18 @@ export class PeerLink {
     for (const candidate of this.early.splice(0)) await this._add(pc, candidate);
   }
 
-  /** Bring the media back: an ICE restart where the connection lives on, else a new connection. */
+  /**
+   * Bring the media back: an ICE restart where the connection lives on, else a new connection. With
+   * no signalling right now (the socket is down too: the same network change) it throws and keeps
+   * the connection, so the next attempt, once the socket is back, can still restart it.
+   */
   async reconnect(sendOffer, sendCandidate = null) {
-    if (this.pc && this.pc.remoteDescription) {
+    if (this.pc && this.pc.remoteDescription && this.pc.connectionState !== 'closed') {
       try {
         await this.restartIce(sendOffer);
         return 'restarted';
       } catch (err) {
+        if (NO_SIGNALLING.has(err.code)) throw err;
         console.info('ICE restart not possible, making a new connection:', err.code || err.message);
       }
     }

@@ -14,6 +14,7 @@ const FINAL_CODES = new Set([1000, 1008, 4001]);
 const CLOSE_RESTART = 1012; // the server is restarting: come back in a moment
 const PING_EVERY_MS = 15000;
 const PING_TIMEOUT_MS = 8000;
+const PROBE_TIMEOUT_MS = 2500;
 
 export class Signal {
   /**
@@ -194,6 +195,24 @@ export class Signal {
         if (err.code === 'timeout' && this.ws) this._dropDeadSocket();
       }
     }, PING_EVERY_MS);
+  }
+
+  /**
+   * Is the socket still alive? Asked when something suggests the network changed (the media went
+   * away): a quick ping, and a socket that does not answer is dropped at once and reconnected,
+   * rather than found dead by the next scheduled ping, up to 23 s later.
+   */
+  async probe(timeoutMs = PROBE_TIMEOUT_MS) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || this.probing) return;
+    this.probing = true;
+    const ws = this.ws;
+    try {
+      await this.request({ type: 'ping' }, timeoutMs);
+    } catch (err) {
+      if (err.code === 'timeout' && this.ws === ws) this._dropDeadSocket();
+    } finally {
+      this.probing = false;
+    }
   }
 
   /** A socket that stopped answering: forget it now (its close event may come much later) and reconnect. */
