@@ -28,7 +28,7 @@ def available() -> bool:
         _ip("netns", "add", probe)
     except (subprocess.CalledProcessError, OSError):
         return False
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10, check=False)
     return True
 
 
@@ -60,8 +60,8 @@ class ClientHost:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=10)
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=10)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=10, check=False)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=10, check=False)
 
     def drop_address(self) -> None:
         """The client's address is gone: nothing it sent or was sent to it gets through."""

@@ -278,8 +278,13 @@ class MediaHub:
         restart = IceRestart(pc, controlling=False, ice_servers=list(self._ice_servers),
                              on_switched=partial(self._ice_restarted, session, p, pc))
         p.restart = restart
-        answer = restarted_sdp(pc.localDescription.sdp, *restart.local_parameters, await restart.gather())
-        await restart.start(request)
+        try:
+            answer = restarted_sdp(pc.localDescription.sdp, *restart.local_parameters, await restart.gather())
+            await restart.start(request)
+        except Exception as exc:  # the old path (if any) is left as it is
+            p.restart = None
+            await restart.cancel()
+            raise MediaError(f"cannot restart ICE: {exc!r}"[:200]) from exc
         p.remote_sdp = offer.sdp
         p.usable_candidates, p.end_held = offer.usable, offer.end_held
         p.offered_at = self.clock.now()
