@@ -20,6 +20,9 @@ install-test: install
 	@if ! command -v firefox-esr >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr \
 			$$(command -v npm >/dev/null 2>&1 || echo nodejs npm); fi
+	@# iproute2 for tests/browser/test_network_change.py (the customer's browser on a host of its own: ip netns, veth)
+	@if ! command -v ip >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; fi
 	cd tests/browser/firefox && npm ci --no-audit --no-fund --loglevel=error
 	$(PIP) install -q -e ".[test]"
 

@@ -209,9 +209,8 @@ async def check_database(settings: Settings, timeout_s: float = DB_CONNECT_TIMEO
 def check_media_engine(settings: Settings | None = None) -> None:
     """The installed aiortc has the internals the media hub forwards encoded frames through."""
     from vbranch.media.forwarding import missing_aiortc_hooks
-    from vbranch.media.ice_restart import missing_hooks
 
-    missing = missing_aiortc_hooks() + missing_hooks()
+    missing = missing_aiortc_hooks()
     if missing:
         import aiortc
 

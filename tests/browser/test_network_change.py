@@ -25,14 +25,14 @@ from vbranch.media.synthetic import make_clip
 from .conftest import BASE_ARGS, CHROMIUM, PHONE, screenshot
 from .flows import customer_joins, playing, rest
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not netns.available(), reason="needs root and iproute2 (ip netns) for a client host")]
+pytestmark = pytest.mark.browser
 
 LOST_S = 5.0
 
 
 async def test_the_call_survives_the_customers_network_change_by_ice_restart(
         tmp_path, playwright_api, face_y4m, page_errors):
+    assert netns.available(), "this test needs root and iproute2 (ip netns, veth): `make install-test` installs iproute2"
     clip = make_clip(seconds=2.0)
     with netns.ClientHost() as net:
         async with run_server(tmp_path / "d", host=net.server_ip) as srv:

@@ -421,10 +421,14 @@ AIORTC_HOOKS = (
 
 
 def missing_aiortc_hooks() -> list[str]:
-    """The aiortc internals this module uses that the installed aiortc lacks (checked at start)."""
+    """The aiortc internals the hub uses (here, in negotiation and in ICE restart) that the installed
+    aiortc lacks (checked at start)."""
     from aiortc import RTCRtpTransceiver
 
-    hooks = AIORTC_HOOKS + ((RTCRtpTransceiver, "_codecs", "init"), (RTCRtpTransceiver, "_offerDirection", "init"))
+    from .ice_restart import HOOKS as ICE_RESTART_HOOKS
+
+    hooks = AIORTC_HOOKS + ICE_RESTART_HOOKS + (
+        (RTCRtpTransceiver, "_codecs", "init"), (RTCRtpTransceiver, "_offerDirection", "init"))
     missing = []
     for cls, name, where in hooks:
         present = (name in cls.__init__.__code__.co_names) if where == "init" else hasattr(cls, name)

@@ -20,7 +20,8 @@ directions, SSRCs and the DTLS role stay as agreed. Only a bundled connection
 (one ICE transport) is restarted; browsers bundle.
 
 Pure: :func:`restart_request`, :func:`restarted_sdp`. Adapter: :class:`IceRestart`.
-The private aiortc attributes used are in :data:`HOOKS` (checked at start).
+The private aiortc attributes used are in :data:`HOOKS` (checked at start with the hub's others:
+``vbranch.media.forwarding.missing_aiortc_hooks``).
 """
 
 from __future__ import annotations
@@ -227,10 +228,6 @@ class IceRestart:
             await asyncio.wait_for(asyncio.shield(self.switched.wait()), timeout)
         return self.switched.is_set()
 
-    @property
-    def done(self) -> bool:
-        return self._task is not None and self._task.done()
-
     async def cancel(self) -> None:
         """Give up (a newer restart or offer replaced this one); the old path is left as it is."""
         if self._task is not None and not self._task.done():
@@ -265,13 +262,3 @@ class IceRestart:
         self.switched.set()
         if self._on_switched is not None:
             self._on_switched(self, time.monotonic() - self.started)
-
-
-def missing_hooks() -> list[str]:
-    """The aiortc internals this module uses that the installed aiortc lacks."""
-    missing = []
-    for cls, name, where in HOOKS:
-        present = name in cls.__init__.__code__.co_names if where == "init" else hasattr(cls, name)
-        if not present:
-            missing.append(f"{cls.__name__}.{name}")
-    return missing
