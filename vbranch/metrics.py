@@ -27,6 +27,9 @@ class Metrics:
         self.journal_rows = Counter("vbranch_journal_rows_total", "Timeline and audit rows journaled", registry=r)
         self.keyframe_requests = Counter("vbranch_media_keyframe_requests_total",
                                          "Keyframe requests (PLI) sent to a party", ["reason"], registry=r)
+        self.manifests_sealed = Counter("vbranch_manifests_sealed_total",
+                                        "Manifests sealed, by where their facts came from (memory, database)",
+                                        ["facts"], registry=r)
         self.desk_persist_failures = Counter("vbranch_desk_persist_failures_total",
                                              "Queue decisions whose persisting failed (retried or rejected)",
                                              ["outcome"], registry=r)

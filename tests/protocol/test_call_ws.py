@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 import av
 import pytest
@@ -50,6 +51,23 @@ async def connected_call(srv, c, a):
     await c.recv_type("session.assigned")
 
 
+async def assert_sealed_as_stored(srv, session_id: str) -> dict:
+    """The manifest sealed from what the branch held in memory is the one its database rows give."""
+    from vbranch.db.models import Manifest
+    from vbranch.evidence.manifests import manifest_body, read_seal_facts
+
+    rt = srv.runtime
+    async with rt.db.session() as db:
+        manifest = await db.get(Manifest, session_id)
+    sealed = json.loads(manifest.body)
+    rebuilt = manifest_body(await read_seal_facts(rt, session_id), timeline_head=sealed["timeline_head"],
+                            audit_head=sealed["audit_head"], sealed_at=sealed["sealed_at"])
+    assert json.loads(rebuilt) == sealed
+    assert rebuilt == manifest.body
+    assert rt.metrics.manifests_sealed.labels("memory")._value.get() >= 1, "sealed without a read"
+    return sealed
+
+
 async def test_call_is_relayed_recorded_and_replayable(tmp_path, clip):
     async with run_server(tmp_path / "d") as srv:
         async with customer(srv, "account_opening") as c, agent(srv, "agent1") as a:
@@ -70,6 +88,9 @@ async def test_call_is_relayed_recorded_and_replayable(tmp_path, clip):
                 await srv.coordinator.settled(c.session_id)  # recordings stored, evidence sealed
             finally:
                 await asyncio.gather(cust.close(), ag.close())
+        sealed = await assert_sealed_as_stored(srv, c.session_id)
+        assert len(sealed["recordings"]) == 2
+        assert {s["code"] for s in sealed["checklist"] if s["done"]} == {"random_questions", "id_shown"}
 
         reviewer = await srv.login("reviewer")
         auth = {"Authorization": f"Bearer {reviewer}"}
@@ -136,9 +157,17 @@ async def test_face_check_over_a_real_call_matches_the_reference(tmp_path, clip)
                 obeying = asyncio.create_task(obey_challenges())
                 result = await a.recv_type("facecheck.result", timeout=90)
                 obeying.cancel()
+                await asyncio.gather(obeying, return_exceptions=True)
             finally:
                 await asyncio.gather(cust.close(), ag.close())
             assert result["match"] is True, result
             assert result["distance"] < result["threshold"] == 0.5
             assert len(result["liveness"]["challenges"]) == 2
             assert len(camera.sent) == 2
+            await c.request({"type": "leave"})
+            await srv.coordinator.settled(c.session_id)
+        # the seal made from memory states the photo, the consent and the check as the rows do
+        sealed = await assert_sealed_as_stored(srv, c.session_id)
+        assert sealed["session"]["reference_photo_sha256"] and sealed["consent"]["face"] is True
+        assert [f["match"] for f in sealed["face_checks"]] == [True]
+        assert sealed["session"]["end_reason"] == "customer_left" and sealed["session"]["ended_at"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from recordings.playback import ensure_playable, needs_copy
@@ -31,7 +32,6 @@ from vbranch.domain.media_coverage import (
     coverage_issues,
 )
 from vbranch.domain.session_state import SessionState
-from vbranch.evidence.journal import SessionUpdate
 from vbranch.facecheck import FaceCheckSession, ReferencePhotoError
 from vbranch.media.hub import MediaError, MediaHub, RestartUnavailable
 from vbranch.media.recorder import RecordingResult
@@ -39,6 +39,15 @@ from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MediaEnded:
+    """What a call's end stored, and the face checks this process ran for it."""
+
+    recordings: list[Recording]
+    face_checks: list[FaceCheck]
+    whole_call: bool  # this process ran the call from its start: these are all its segments and checks
 
 
 class CallMedia:
@@ -56,6 +65,7 @@ class CallMedia:
         self._started: dict[str, float] = {}  # session id -> when its call connected
         self._journaling: dict[str, set[asyncio.Task]] = {}  # media events on their way to the journal
         self._checks: dict[str, asyncio.Task] = {}
+        self._face_checks: dict[str, list[FaceCheck]] = {}  # the checks of a call that started here
         self.on_face_check: Callable[[str, bool], None] | None = None  # the call hears whether it passed
         self._tasks: set[asyncio.Task] = set()
 
@@ -81,6 +91,7 @@ class CallMedia:
         """A call has connected: its media is watched from now (a party that never connects is flagged)."""
         self._agents[session_id] = staff_party(agent_id)
         self._started[session_id] = started_at
+        self._face_checks[session_id] = []
         self.hub.open_session(session_id, started_at=started_at)
 
     async def offer(self, session_id: str, party: str, sdp: str, *,
@@ -178,11 +189,12 @@ class CallMedia:
         return coverage_issues(started_at, ended_at, parties, self.rules)
 
     # -- end of a call ---------------------------------------------------
-    async def end(self, session_id: str) -> list[Recording]:
+    async def end(self, session_id: str) -> MediaEnded:
         """Stop any face check, finalise both recordings, store them and judge their coverage."""
         check = self._checks.pop(session_id, None)
         if check:
             check.cancel()
+            await asyncio.gather(check, return_exceptions=True)  # its row is stored before the seal
         self._agents.pop(session_id, None)
         ended_at = self.rt.clock.now()
         health = self.hub.health(session_id)
@@ -191,10 +203,10 @@ class CallMedia:
         results = await self.hub.end_session(session_id) if live else []
         await self._journaled(session_id)
         started_at = self._started.pop(session_id, None)
+        face_checks = self._face_checks.pop(session_id, None)
         began_here = started_at is not None  # then its only segments are the ones stored just below
         if started_at is None:  # not started by this process (e.g. before a restart): ask the database
-            async with self.rt.db.session() as db:
-                sess = await Sessions(db).get(session_id)
+            sess = await self.sessions.get(session_id)
             started_at = sess.connected_at if sess is not None else None
         rows = await self._store(session_id, results, stats)
         if started_at is not None:
@@ -202,10 +214,9 @@ class CallMedia:
                                        frozenset(r.id for r in rows))
 
             # the session's flag and its event commit together
-            await self.rt.journal.record(session_id, "evidence.incomplete" if issues else "evidence.complete",
-                                         "system", {"issues": issues},
-                                         change=SessionUpdate(session_id, {"evidence_issues": issues}))
-        return rows
+            await self.sessions.update(session_id, "evidence.incomplete" if issues else "evidence.complete",
+                                       "system", {"issues": issues}, {"evidence_issues": issues})
+        return MediaEnded(rows, face_checks or [], whole_call=began_here and face_checks is not None)
 
     async def recover(self) -> list[Recording]:
         """At start, after a crash (SIGKILL, power cut): a recording of a call that the journal says was
@@ -333,6 +344,8 @@ class CallMedia:
         async with self.rt.db.session() as db:
             db.add(row)
             await db.commit()
+        if session_id in self._face_checks:
+            self._face_checks[session_id].append(row)
         if self.on_face_check is not None:
             self.on_face_check(session_id, row.match and bool(row.liveness.get("passed")))
         summary = {"match": row.match, "distance": row.distance, "threshold": row.threshold,

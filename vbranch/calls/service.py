@@ -27,7 +27,7 @@ from vbranch.domain.checklist import Checklist
 from vbranch.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from vbranch.domain.routing_model import AgentState
 from vbranch.domain.session_state import SessionState
-from vbranch.evidence.manifests import seal_session
+from vbranch.evidence.manifests import SealFacts, seal_session
 from vbranch.queue.desk import QueueDesk
 from vbranch.queue.sessions import SessionService
 from vbranch.runtime import Runtime
@@ -177,21 +177,32 @@ class CallService:
                                      {"reason": ended.reason, "disposition": ended.disposition},
                                      end_reason=ended.reason, disposition=ended.disposition, notes=ended.notes)
         finally:  # made, or failed (then the call is read again from the database on its next request)
-            self._calls.pop(session_id, None)
+            call = self._calls.pop(session_id, None)
         await self.bus.publish(customer_party(session_id), server_message("session.ended", reason=ended.reason))
         if not engine_knows:
             await self.bus.publish(agent, server_message("session.ended", session_id=session_id,
                                                          reason=ended.reason))
         # recordings and the seal, then (after the wrap-up) the session's completion, as the session's
         # follow-ups: the request does not wait for them (settled() does)
-        self.desk.follow_up(session_id, self.call_over(session_id))
+        self.desk.follow_up(session_id, self.call_over(session_id, call))
         agent_id = str(ended.agent_id)
         view = self.desk.engine.agent(agent_id)
         if not engine_knows and view is not None and view.state == AgentState.BUSY:
             await self.desk.run(lambda: self.desk.engine.end_call(agent_id, session_id))
 
-    async def call_over(self, session_id: str) -> None:
-        """Presence and media teardown once a call has ended: recordings are finalised, the evidence sealed."""
+    async def call_over(self, session_id: str, call: Call | None = None) -> None:
+        """Presence and media teardown once a call has ended: recordings are finalised, the evidence sealed.
+
+        ``call``: the ended call as this process ran it; its marks and checklist, with what the media
+        stored, are the manifest's facts without a read when this process ran the whole call.
+        """
         await self.registry.forget(customer_party(session_id))
-        await self.media.end(session_id)
-        await seal_session(self.rt, self.rt.signing_key, session_id)
+        media = await self.media.end(session_id)
+        facts = None
+        sess = await self.sessions.get(session_id)
+        if call is not None and media.whole_call and sess is not None:
+            facts = SealFacts(session=sess, reference_photo_sha256=await self.sessions.reference_photo_sha256(session_id),
+                              recordings=media.recordings, face_checks=media.face_checks,
+                              marks=frozenset(call.marked), checklist=call.checklist)
+        await seal_session(self.rt, self.rt.signing_key, session_id, facts)
+        self.rt.metrics.manifests_sealed.labels("memory" if facts else "database").inc()

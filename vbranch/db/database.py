@@ -50,11 +50,13 @@ class Database:
             path = make_url(self.sync_url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(self.async_url, pool_pre_ping=True)
+        # a SQLite file cannot drop a connection: a ping before each checkout would be a wasted round trip
+        ping = not self.async_url.startswith("sqlite")
+        self.engine: AsyncEngine = create_async_engine(self.async_url, pool_pre_ping=ping)
         # The evidence journal's own connections. Request handlers hold a pooled connection while they
         # await the journal; were the journal's writer to draw from the same pool, enough concurrent
         # requests would take every connection and wait for a writer that waits for a connection.
-        self.journal_engine: AsyncEngine = create_async_engine(self.async_url, pool_pre_ping=True,
+        self.journal_engine: AsyncEngine = create_async_engine(self.async_url, pool_pre_ping=ping,
                                                                pool_size=2, max_overflow=0)
         for engine in (self.engine, self.journal_engine):
             if self.async_url.startswith("sqlite"):

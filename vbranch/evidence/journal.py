@@ -115,6 +115,7 @@ class EvidenceJournal:
         self.stats = JournalStats()
         self._on_commit = on_commit
         self._heads: dict[str, _Head] = {}  # session id -> its timeline head
+        self._committed: dict[str, _Head] = {}  # session id -> its newest committed event (for sealing)
         self._loading: dict[str, asyncio.Lock] = {}
         self._audit: _Head | None = None
         self._audit_loading: asyncio.Lock | None = None
@@ -186,6 +187,12 @@ class EvidenceJournal:
             row = (await s.exec(select(AuditLog).order_by(col(AuditLog.id).desc()).limit(1))).first()
         return {"id": row.id, "hash": row.hash} if row else {"id": 0, "hash": GENESIS}
 
+    async def committed_head(self, session_id: str) -> dict[str, Any]:
+        """The session's timeline head once its events appended so far are committed: {seq, hash}."""
+        await self.settled(session_id)
+        head = self._committed.get(session_id) or await self._load_timeline_head(session_id)
+        return {"seq": head.seq, "hash": head.hash}
+
     async def settled(self, session_id: str) -> None:
         """Wait until the session's events appended so far are committed."""
         last = self._last_of.get(session_id)
@@ -211,6 +218,7 @@ class EvidenceJournal:
         """Drop a finished session's head from memory (reloaded from the database if it gets another event)."""
         await self.settled(session_id)
         self._heads.pop(session_id, None)
+        self._committed.pop(session_id, None)
         self._loading.pop(session_id, None)
 
     # ---------------------------------------------------------------- heads
@@ -309,6 +317,9 @@ class EvidenceJournal:
             if self._on_commit is not None:
                 self._on_commit(len(batch))
             for entry in batch:
+                row = entry.row
+                if isinstance(row, TimelineEvent):
+                    self._committed[row.session_id] = _Head(row.seq, row.hash)
                 if not entry.done.done():
                     entry.done.set_result(None)
             return

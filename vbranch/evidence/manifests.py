@@ -9,13 +9,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import col, select
 
 from recordings.storage import RecordingStorage, StorageError
-from vbranch.db.models import AuditLog, CustomerSession, Manifest
-from vbranch.db.repositories import Catalog, Sessions, Timeline, audit_record, timeline_record
+from vbranch.db.models import AuditLog, CustomerSession, FaceCheck, Manifest, Recording
+from vbranch.db.repositories import (
+    Catalog,
+    Sessions,
+    Timeline,
+    audit_record,
+    timeline_record,
+)
 from vbranch.domain.checklist import Checklist
 from vbranch.domain.evidence import build_manifest, verify_chain
 from vbranch.domain.session_state import SessionState
@@ -23,44 +31,80 @@ from vbranch.evidence.journal import NewRows
 from vbranch.evidence.ports import EvidenceAdapters
 from vbranch.evidence.signing import SigningKey
 
-async def seal_session(rt: EvidenceAdapters, key: SigningKey, session_id: str) -> Manifest:
-    """Build and sign the manifest of a call that has ended (recordings finalised).
 
-    The session's events and the audit rows appended so far are committed first, so the timeline
-    head and the audit head the manifest pins include everything the branch has acknowledged.
+@dataclass(frozen=True)
+class SealFacts:
+    """What a manifest states about a call besides its journal heads.
+
+    The calls capability gathers them from memory for a call it ran from the start (sealing then
+    reads nothing); :func:`read_seal_facts` reads them from the database otherwise (a call that
+    was running before a restart).
     """
-    await rt.journal.settled(session_id)
-    audit_head = await rt.journal.audit_head()
+
+    session: CustomerSession  # the row as the call's end left it
+    reference_photo_sha256: str | None
+    recordings: Sequence[Recording]
+    face_checks: Sequence[FaceCheck]
+    marks: frozenset[str]
+    checklist: Checklist
+
+
+async def read_seal_facts(rt: EvidenceAdapters, session_id: str) -> SealFacts:
     async with rt.db.session() as db:
         repo = Sessions(db)
         sess = await repo.get(session_id)
-        head = await Timeline(db).head(session_id)
+        if sess is None:
+            raise LookupError(f"no session {session_id!r} to seal")
         marked = await Timeline(db).of_kind(session_id, "checklist.mark")
         recordings = await repo.recordings(session_id)
         checks = await repo.face_checks(session_id)
         svc = await Catalog(db).service(sess.service_code)
         photo_sha256 = await repo.reference_photo_sha256(session_id)
-    checklist = Checklist.model_validate({"steps": svc.checklist if svc else []})
-    marks = {e.data.get("step") for e in marked}
+    return SealFacts(session=sess, reference_photo_sha256=photo_sha256, recordings=recordings, face_checks=checks,
+                     marks=frozenset(e.data.get("step") for e in marked),
+                     checklist=Checklist.model_validate({"steps": svc.checklist if svc else []}))
+
+
+def manifest_body(facts: SealFacts, *, timeline_head: dict[str, Any], audit_head: dict[str, Any],
+                  sealed_at: float) -> bytes:
+    """The canonical manifest of a call from its facts and the journal heads it pins."""
+    sess, checks = facts.session, facts.face_checks
     passed = any(c.match and (c.liveness or {}).get("passed") for c in checks)
-    body = build_manifest(
+    return build_manifest(
         session={"id": sess.id, "service": sess.service_code, "channel": sess.channel,
                  "customer_ref": sess.customer_ref, "agent_id": sess.agent_id, "created_at": sess.created_at,
                  "connected_at": sess.connected_at, "ended_at": sess.ended_at, "end_reason": sess.end_reason,
                  "disposition": sess.disposition,
-                 "reference_photo_sha256": photo_sha256},
-        recordings=[{"party": r.party, "segment": r.segment, "storage_key": r.storage_key, "sha256": r.sha256, "size_bytes": r.size_bytes,
-                     "duration_s": r.duration_s, "started_at": r.started_at, "video_codec": r.video_codec,
-                     "audio_codec": r.audio_codec} for r in recordings],
-        timeline_head={"seq": head.seq, "hash": head.hash},
+                 "reference_photo_sha256": facts.reference_photo_sha256},
+        recordings=[{"party": r.party, "segment": r.segment, "storage_key": r.storage_key, "sha256": r.sha256,
+                     "size_bytes": r.size_bytes, "duration_s": r.duration_s, "started_at": r.started_at,
+                     "video_codec": r.video_codec, "audio_codec": r.audio_codec}
+                    for r in sorted(facts.recordings, key=lambda r: (r.party, r.segment))],
+        timeline_head=timeline_head,
         face_checks=[{"started_at": c.started_at, "match": c.match, "distance": c.distance,
-                      "threshold": c.threshold, "liveness": c.liveness, "reasons": c.reasons} for c in checks],
-        checklist=checklist.status(marks, passed),
+                      "threshold": c.threshold, "liveness": c.liveness, "reasons": c.reasons}
+                     for c in sorted(checks, key=lambda c: c.started_at)],
+        checklist=facts.checklist.status(set(facts.marks), passed),
         consent=sess.consent or {},
-        sealed_at=rt.clock.now(),
+        sealed_at=sealed_at,
         recording_issues=sess.evidence_issues or [],
         audit_head=audit_head,
     )
+
+
+async def seal_session(rt: EvidenceAdapters, key: SigningKey, session_id: str,
+                       facts: SealFacts | None = None) -> Manifest:
+    """Build and sign the manifest of a call that has ended (recordings finalised).
+
+    The session's events and the audit rows appended so far are committed first, so the timeline
+    head and the audit head the manifest pins include everything the branch has acknowledged.
+    ``facts``: what the caller knows of the call (else they are read from the database).
+    """
+    head = await rt.journal.committed_head(session_id)
+    audit_head = await rt.journal.audit_head()
+    if facts is None:
+        facts = await read_seal_facts(rt, session_id)
+    body = manifest_body(facts, timeline_head=head, audit_head=audit_head, sealed_at=rt.clock.now())
     row = Manifest(session_id=session_id, body=body, signature=key.sign(body), key_id=key.key_id,
                    created_at=rt.clock.now())
 

@@ -62,8 +62,10 @@ class SessionService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._locks: dict[str, asyncio.Lock] = {}
-        # live sessions as the last move left them (state, times, agent, and the fields fixed at creation)
+        # live sessions as the last change left them (every column this service writes), and the
+        # digests of their reference photos (None: none): what the hot path and sealing read
         self._known: dict[str, CustomerSession] = {}
+        self._photo_sha256: dict[str, str | None] = {}
 
     async def create(self, *, service: str, channel: str, customer_ref: str, customer_name: str,
                      priority: int, reference_photo: str | None, created_by: str) -> tuple[CustomerSession, str]:
@@ -87,6 +89,8 @@ class SessionService:
         await self.rt.journal.record(sess.id, "session.created", created_by,
                                      {"service": service, "channel": channel, "priority": priority,
                                       "reference_photo": bool(photo)}, at=now, change=NewRows(rows))
+        self._known[sess.id] = sess  # the customer's hello reads it from here
+        self._photo_sha256[sess.id] = photo_row["sha256"] if photo_row else None
         await self.rt.journal.audit(created_by, "session.create", sess.id, {"service": service})
         token, _ = self.rt.tokens.issue_join(sess.id)
         self.rt.metrics.sessions_created.labels(service, channel).inc()
@@ -108,15 +112,17 @@ class SessionService:
             db.add(row)
             await db.commit()
         await self.rt.journal.record(session_id, "reference_photo.replaced", actor, {"sha256": digest})
+        if session_id in self._known:
+            self._photo_sha256[session_id] = digest
         await self.rt.journal.audit(actor, "session.reference_photo", session_id, {"sha256": digest})
         return digest
 
     async def get(self, session_id: str) -> CustomerSession | None:
-        """A session's live fields (state, agent, times, consent, service, priority).
+        """A session's live fields (state, agent, times, consent, evidence issues, service, priority).
 
-        A live session is read once and then kept as move() and set_consent() leave it, so the
-        hot path (hello, media, the end of a call) does not read the database; columns written
-        elsewhere (evidence flags, photos) are read from the database by whoever needs them.
+        A live session is read once and then kept as move() and update() leave it, so the hot path
+        (hello, media, the end of a call, sealing) does not read the database; columns written
+        elsewhere (photos, an acknowledgement) are read from the database by whoever needs them.
         """
         sess = self._known.get(session_id)
         if sess is not None:
@@ -132,14 +138,22 @@ class SessionService:
             self._locks.pop(session_id, None)  # nothing more will move it: no lock kept for it
         return sess
 
-    async def set_consent(self, session_id: str, consent: dict[str, Any]) -> None:
-        """The customer's consent, stored on the session and on its timeline in one commit."""
+    async def reference_photo_sha256(self, session_id: str) -> str | None:
+        """The digest of the session's reference photo (None: it has none)."""
+        if session_id in self._photo_sha256:
+            return self._photo_sha256[session_id]
+        async with self.rt.db.session() as db:
+            return await Sessions(db).reference_photo_sha256(session_id)
+
+    async def update(self, session_id: str, kind: str, actor: str, data: dict[str, Any],
+                     values: dict[str, Any]) -> None:
+        """New values for columns other than the state (consent, evidence issues), stored with their
+        timeline event in one commit."""
         async with self._locks.setdefault(session_id, asyncio.Lock()):  # not interleaved with a move
-            await self.rt.journal.record(session_id, "consent", "customer", consent,
-                                         change=SessionUpdate(session_id, {"consent": consent}))
+            await self.rt.journal.record(session_id, kind, actor, data, change=SessionUpdate(session_id, values))
             known = self._known.get(session_id)
             if known is not None:
-                self._known[session_id] = CustomerSession.model_validate({**known.model_dump(), "consent": consent})
+                self._known[session_id] = CustomerSession.model_validate({**known.model_dump(), **values})
 
     async def move(self, session_id: str, target: SessionState, actor: str,
                    data: dict[str, Any] | None = None, **changes: Any) -> CustomerSession:
@@ -172,6 +186,7 @@ class SessionService:
             self._known[session_id] = sess  # only move() changes these fields: the next move needs no read
         if target in FINAL:
             self._known.pop(session_id, None)
+            self._photo_sha256.pop(session_id, None)
             self._locks.pop(session_id, None)
             await self.rt.journal.forget(session_id)  # memory stays bounded; a later event reloads the head
         self.rt.metrics.session_transitions.labels(str(target)).inc()
