@@ -34,8 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import Table, bindparam
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -326,20 +325,25 @@ class EvidenceJournal:
 
     @staticmethod
     async def _insert_new_rows(s: AsyncSession, batch: list[_Entry]) -> None:
-        """The batch's new rows, in order, as fresh objects (a retried batch adds them again)."""
+        """The batch's new rows, in order, with Core statements (a retried batch inserts them again)."""
         changes = [e.change for e in batch if isinstance(e.change, NewRows)]
         if not changes:
             return
-        replaced: dict[type[SQLModel], list[Any]] = {}
+        conn = await s.connection()
+        replaced: dict[Table, list[Any]] = {}
+        inserted: dict[Table, list[dict[str, Any]]] = {}  # by table, in the order tables first appear
         for change in changes:
-            for row in change.rows if change.replace else ():  # tables with a one-column primary key
-                mapper = sa_inspect(type(row))
-                replaced.setdefault(type(row), []).append(
-                    getattr(row, mapper.get_property_by_column(mapper.primary_key[0]).key))
-        for model, keys in replaced.items():
-            await s.exec(delete(model).where(sa_inspect(model).primary_key[0].in_(keys)))
-        s.add_all([type(row)(**row.model_dump()) for change in changes for row in change.rows])
-        await s.flush()
+            for row in change.rows:
+                table = type(row).__table__  # type: ignore[attr-defined]
+                values = {c.name: getattr(row, c.name) for c in table.columns
+                          if not (c.primary_key and getattr(row, c.name) is None)}
+                if change.replace:  # tables with a one-column primary key
+                    replaced.setdefault(table, []).append(values[table.primary_key.columns[0].name])
+                inserted.setdefault(table, []).append(values)
+        for table, keys in replaced.items():
+            await conn.execute(table.delete().where(table.primary_key.columns[0].in_(keys)))
+        for table, rows in inserted.items():
+            await conn.execute(table.insert(), rows)
 
     @staticmethod
     async def _update_sessions(s: AsyncSession, batch: list[_Entry]) -> None:
