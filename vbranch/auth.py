@@ -22,6 +22,7 @@ from vbranch.clock import Clock
 from vbranch.domain.roles import Role
 
 ALGORITHM = "HS256"
+MEDIA_TOKEN_TTL_S = 900  # a recording's URL stays usable this long (a <video> element cannot send headers)
 _hasher = PasswordHasher()
 
 
@@ -106,7 +107,7 @@ class TokenService:
         payload = {"typ": "join", "sid": session_id, "iat": int(now), "exp": exp}
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM), exp
 
-    def issue_media(self, recording_id: int, account_id: int, ttl_s: int = 900) -> tuple[str, float]:
+    def issue_media(self, recording_id: int, account_id: int, ttl_s: int = MEDIA_TOKEN_TTL_S) -> tuple[str, float]:
         """A short-lived URL token for one recording (a <video> element cannot send headers)."""
         now = self._clock.now()
         exp = now + ttl_s

@@ -18,7 +18,7 @@ from recordings.storage import LocalDirStorage
 from signaling.bus import LocalBus
 from signaling.presence import PresenceStore
 from signaling.registry import Registry
-from vbranch.auth import TokenService, hash_api_key
+from vbranch.auth import MEDIA_TOKEN_TTL_S, TokenService, hash_api_key
 from vbranch.calls.coordinator import Coordinator, watchers
 from vbranch.calls.media import CallMedia
 from vbranch.calls.service import CallService
@@ -26,6 +26,7 @@ from vbranch.clock import Clock, SystemClock
 from vbranch.config import Settings
 from vbranch.db.database import Database
 from vbranch.evidence.journal import EvidenceJournal
+from vbranch.evidence.replays import ReplayLedger
 from vbranch.evidence.signing import SigningKey
 from vbranch.facecheck import FaceCheckConfig, FaceCheckPool
 from vbranch.media.hub import MediaHub
@@ -83,6 +84,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         db=db,
         journal=EvidenceJournal(db, clock, on_commit=journaled),
         storage=LocalDirStorage(settings.resolved_recordings_dir),
+        replays=ReplayLedger(clock, MEDIA_TOKEN_TTL_S),
         tokens=TokenService(settings.resolved_secret_key(), clock, settings.staff_token_ttl_s,
                             settings.join_token_ttl_s),
         metrics=metrics,

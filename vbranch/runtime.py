@@ -10,6 +10,7 @@ from vbranch.clock import Clock
 from vbranch.config import Settings
 from vbranch.db.database import Database
 from vbranch.evidence.journal import EvidenceJournal
+from vbranch.evidence.replays import ReplayLedger
 from vbranch.evidence.signing import SigningKey
 from vbranch.facecheck import FaceCheckPool
 from vbranch.metrics import Metrics
@@ -26,4 +27,5 @@ class Runtime:
     signing_key: SigningKey
     journal: EvidenceJournal
     storage: RecordingStorage  # where recordings live; nothing outside the composition root sees paths
+    replays: ReplayLedger  # media tokens whose replay is audited
     env_api_key_hashes: set[str] = field(default_factory=set)

@@ -102,13 +102,44 @@ async def test_ranges_statuses_and_headers(srv):
             assert r.status_code == 200 and r.content == DATA, header
 
 
-async def test_audit_counts_only_playback_starts(srv):
-    """Audited once per playback: the request without a range or from byte 0, not each seek."""
+async def test_each_media_token_is_audited_once_whatever_its_ranges(srv):
+    """No range serves a byte unaudited: a token's first request is audited, whatever range it asks
+    for (the last bytes, from byte 1, a 416), and its later requests (seeks) add nothing."""
     sid, url = await add_recording(srv, "t2/customer.webm", DATA)
     async with srv.http() as h:
-        for header in (None, "bytes=0-", "bytes=0-99", "bytes=500-", "bytes=-100", f"bytes={N}-"):
+        for header in ("bytes=-100000000", "bytes=1-", None, "bytes=0-", "bytes=500-", f"bytes={N}-"):
             await h.get(url, headers={"Range": header} if header else {})
-    assert await replay_audits(srv, sid) == 3
+    assert await replay_audits(srv, sid) == 1
+    for first in ("bytes=1-", f"bytes={N}-", None):  # a fresh token (a new listing) each time
+        reviewer = await srv.login("reviewer")
+        async with srv.http() as h:
+            fresh = (await h.get(f"/api/v1/sessions/{sid}/recordings",
+                                 headers={"Authorization": f"Bearer {reviewer}"})).json()[0]["media_url"]
+            await h.get(fresh, headers={"Range": first} if first else {})
+            await h.get(fresh, headers={"Range": "bytes=0-"})
+    assert await replay_audits(srv, sid) == 4
+    admin = await srv.login("admin")
+    async with srv.http() as h:
+        rows = (await h.get("/api/v1/audit", params={"session_id": sid},
+                            headers={"Authorization": f"Bearer {admin}"})).json()
+    replays = [r for r in rows if r["action"] == "recording.replay"]
+    assert {r["detail"]["range"] for r in replays} == {"bytes=-100000000", "bytes=1-", f"bytes={N}-", None}
+    assert len({r["detail"]["media_token_sha256"] for r in replays}) == 4
+
+
+def test_the_ledger_forgets_a_token_once_it_has_expired():
+    from vbranch.clock import FakeClock
+    from vbranch.evidence.replays import ReplayLedger
+
+    clock = FakeClock(1000.0)
+    ledger = ReplayLedger(clock, token_ttl_s=900)
+    first = ledger.claim("token-a")
+    assert first and ledger.claim("token-a") is None
+    ledger.release(first)  # its audit failed: the next request audits
+    assert ledger.claim("token-a") == first
+    clock.advance(901)
+    assert ledger.claim("token-b") is not None
+    assert ledger._first_use.keys() == {ledger.digest("token-b")}  # token-a could not be valid any more
 
 
 async def test_missing_and_purged_files_are_404(srv):

@@ -103,10 +103,15 @@ async def recording_media(recording_id: int, rt: RuntimeDep, db: DbDep,
     if needs_copy(rec.container, rec.video_codec):  # H.264: an MP4 copy, stream-copied once
         key = await asyncio.get_running_loop().run_in_executor(None, ensure_playable, storage, rec.storage_key)
         media_type = "video/mp4"
-    if range_ is None or range_.replace(" ", "").startswith("bytes=0-"):
-        # a player asks for byte 0 once per playback, then seeks with later ranges
-        await rt.journal.audit(account.username, "recording.replay", rec.session_id,
-                               {"recording_id": rec.id, "party": rec.party})
+    first_use = rt.replays.claim(token)
+    if first_use is not None:  # once per media token, whatever range comes first: no byte goes unaudited
+        try:
+            await rt.journal.audit(account.username, "recording.replay", rec.session_id,
+                                   {"recording_id": rec.id, "party": rec.party, "media_token_sha256": first_use,
+                                    "range": range_})
+        except BaseException:
+            rt.replays.release(first_use)
+            raise
     try:
         return await media_response(storage, key, range_, media_type)
     except StorageError:  # purged or removed since the check above
