@@ -8,6 +8,7 @@ import contextlib
 import pytest
 
 from tests.support.server import run_server
+from vbranch.domain.errors import Conflict
 
 
 @pytest.fixture
@@ -138,6 +139,11 @@ async def test_end_wrap_up_and_back_to_available(branch):
         await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "opened",
                          "notes": "good file"})
         assert (await c.recv_type("session.ended"))["reason"] == "completed"
+        assert await c.closed() == (1000, "session ended")  # the sealed session takes nothing more
+        with pytest.raises(Conflict) as refused:  # a consent that was on its way meanwhile
+            await branch.app.state.branch.sessions.update(c.session_id, "consent", "customer", {"face": True},
+                                                          {"consent": {"face": True}}, while_live=True)
+        assert refused.value.code == "session_ended"
         status = await a.recv_type("agent.status")
         while status["status"] != "wrap_up":
             status = await a.recv_type("agent.status")

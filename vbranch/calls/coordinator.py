@@ -260,7 +260,7 @@ class Coordinator:
         consent = {"recording": msg.recording, "face": msg.face,
                    "location": msg.location.model_dump(exclude_none=True) if msg.location else None,
                    "at": self.rt.clock.now()}
-        await self.sessions.update(session_id, "consent", "customer", consent, {"consent": consent})
+        await self.sessions.update(session_id, "consent", "customer", consent, {"consent": consent}, while_live=True)
         return server_message("consent.recorded", msg.id, consent=consent)
 
     async def on_leave(self, conn: Connection, msg: Any) -> None:

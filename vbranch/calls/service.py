@@ -196,7 +196,10 @@ class CallService:
         ``call``: the ended call as this process ran it; its marks and checklist, with what the media
         stored, are the manifest's facts without a read when this process ran the whole call.
         """
+        customer = self.registry.connection(customer_party(session_id))
         await self.registry.forget(customer_party(session_id))
+        if customer is not None:  # after session.ended is written: nothing more is taken from it
+            await customer.close(1000, "session ended")
         media = await self.media.end(session_id)
         facts = None
         sess = await self.sessions.get(session_id)

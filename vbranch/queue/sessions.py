@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vbranch.db.models import CustomerSession, ReferencePhoto
 from vbranch.db.repositories import Catalog, Sessions
-from vbranch.domain.errors import Invalid, NotFound, TooLarge
+from vbranch.domain.errors import Conflict, Invalid, NotFound, TooLarge
 from vbranch.domain.session_state import FINAL, SessionState, transition
 from vbranch.evidence.journal import NewRows, SessionUpdate
 from vbranch.facecheck import ReferencePhotoError
@@ -146,10 +146,16 @@ class SessionService:
             return await Sessions(db).reference_photo_sha256(session_id)
 
     async def update(self, session_id: str, kind: str, actor: str, data: dict[str, Any],
-                     values: dict[str, Any]) -> None:
+                     values: dict[str, Any], *, while_live: bool = False) -> None:
         """New values for columns other than the state (consent, evidence issues), stored with their
-        timeline event in one commit."""
+        timeline event in one commit.
+
+        ``while_live``: only before the call or visit has ended; afterwards Conflict ``session_ended``
+        (what the customer says is sealed with the call, and does not change after it).
+        """
         async with self._locks.setdefault(session_id, asyncio.Lock()):  # not interleaved with a move
+            if while_live and (await self._current(session_id)).state in ENDED:
+                raise Conflict("session_ended", "the session has ended: its evidence is sealed")
             await self.rt.journal.record(session_id, kind, actor, data, change=SessionUpdate(session_id, values))
             known = self._known.get(session_id)
             if known is not None:
@@ -164,12 +170,7 @@ class SessionService:
         lock = self._locks.setdefault(session_id, asyncio.Lock())
         async with lock:  # one move at a time per session: each is checked against the last
             now = self.rt.clock.now()
-            sess = self._known.get(session_id)
-            if sess is None:
-                async with self.rt.db.session() as db:
-                    sess = await Sessions(db).get(session_id)
-                if sess is None:
-                    raise NotFound("not_found", "no such session")
+            sess = await self._current(session_id)
             previous = sess.state
             values = {"state": transition(sess.state, target), **changes}
             if target in ENDED and sess.ended_at is None and "ended_at" not in changes:
@@ -190,6 +191,16 @@ class SessionService:
             self._locks.pop(session_id, None)
             await self.rt.journal.forget(session_id)  # memory stays bounded; a later event reloads the head
         self.rt.metrics.session_transitions.labels(str(target)).inc()
+        return sess
+
+    async def _current(self, session_id: str) -> CustomerSession:
+        """The session as it is now (the caller holds its lock), or NotFound."""
+        sess = self._known.get(session_id)
+        if sess is None:
+            async with self.rt.db.session() as db:
+                sess = await Sessions(db).get(session_id)
+            if sess is None:
+                raise NotFound("not_found", "no such session")
         return sess
 
     async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None) -> None:
