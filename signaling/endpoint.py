@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from signaling.protocol import ALLOWED, ProtocolError, error_message, parse_client_message
+from signaling.protocol import ALLOWED, ProtocolError, decode_frame, error_message, parse_client_message
 from signaling.ratelimit import TokenBucket
 from signaling.registry import Connection
 from vbranch.auth import AuthError
@@ -45,7 +45,13 @@ class StarletteTransport:
 
     async def send_json(self, message: dict[str, Any]) -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
-            await self.ws.send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+            if not text.isascii():
+                try:
+                    text.encode()
+                except UnicodeEncodeError:  # a lone surrogate (echoed from a client): escaped, never lost
+                    text = json.dumps(message, separators=(",", ":"))
+            await self.ws.send_text(text)
 
     async def close(self, code: int, reason: str = "") -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
@@ -116,8 +122,8 @@ async def serve_websocket(ws: WebSocket, rt: Runtime, handler: Handler) -> None:
 def _ref_of(text: str) -> Any:
     """The client's id, for a reply to a message we will not otherwise parse (cheaply: bounded)."""
     try:
-        raw = json.loads(text) if len(text) < 4096 else None
-    except ValueError:
+        raw = decode_frame(text) if len(text) < 4096 else None
+    except ProtocolError:
         return None
     ref = raw.get("id") if isinstance(raw, dict) else None
     return ref if isinstance(ref, (str, int)) else None
@@ -126,9 +132,10 @@ def _ref_of(text: str) -> Any:
 async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime,
                     background: set[asyncio.Task[None]]) -> ProtocolError | None:
     try:
-        raw = json.loads(text)
-    except ValueError:
-        return ProtocolError("invalid_json", "the frame is not valid JSON")
+        raw = decode_frame(text)
+    except ProtocolError as exc:
+        exc.ref = _ref_of(text)
+        return exc
     try:
         message = parse_client_message(raw)
         rt.metrics.ws_messages.labels(message.type).inc()

@@ -7,6 +7,8 @@ built with `server_message` so every outgoing frame has the same shape.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -147,6 +149,56 @@ class ProtocolError(Exception):
         self.message = message
         self.ref = ref
         self.details = details
+
+
+MAX_DEPTH = 16  # no message nests deeper than a few levels (a candidate in a message)
+MAX_INT = 2**63 - 1  # what the database's integers hold
+
+
+def _int(text: str) -> int:
+    value = int(text)
+    if not -MAX_INT <= value <= MAX_INT:
+        raise ValueError("integer out of range")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to infinity
+        raise ValueError("number out of range")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: Any) -> int:
+    """How deep a decoded value nests (iteratively: the check itself cannot overflow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def decode_frame(text: str) -> Any:
+    """A client frame as strict JSON (no NaN or Infinity, integers the database can hold, nesting at most
+    ``MAX_DEPTH``), or ProtocolError ``invalid_json``: what is accepted is what evidence can store."""
+    try:
+        raw = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except RecursionError:
+        raise ProtocolError("invalid_json", f"the frame nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        reason = str(exc) if "range" in str(exc) or "not JSON" in str(exc) else "the frame is not valid JSON"
+        raise ProtocolError("invalid_json", reason[:200]) from None
+    if _depth(raw) > MAX_DEPTH:
+        raise ProtocolError("invalid_json", f"the frame nests deeper than {MAX_DEPTH} levels")
+    return raw
 
 
 def parse_client_message(raw: Any) -> Any:

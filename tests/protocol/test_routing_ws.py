@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 
 import pytest
 
 from tests.support.server import run_server
 from vbranch.domain.errors import Conflict
+from vbranch.facecheck.testing import astronaut_bgr, encode_jpeg
 
 
 @pytest.fixture
@@ -136,10 +138,18 @@ async def test_end_wrap_up_and_back_to_available(branch):
         assert [d["problem"] for d in early["details"]] == ["random_questions", "id_shown"]
         last = await mark_all(a, c.session_id)
         assert [s["done"] for s in last["checklist"]] == [True, True, False]
+        photo = {"photo": base64.b64encode(encode_jpeg(astronaut_bgr())).decode()}  # the ID, scanned
+        auth = {"Authorization": f"Bearer {await branch.login('agent1')}"}
+        async with branch.http() as h:
+            during = await h.put(f"/api/v1/sessions/{c.session_id}/reference-photo", json=photo, headers=auth)
+            assert during.status_code == 200, during.text
         await a.request({"type": "session.end", "session_id": c.session_id, "disposition": "opened",
                          "notes": "good file"})
         assert (await c.recv_type("session.ended"))["reason"] == "completed"
         assert await c.closed() == (1000, "session ended")  # the sealed session takes nothing more
+        async with branch.http() as h:
+            after = await h.put(f"/api/v1/sessions/{c.session_id}/reference-photo", json=photo, headers=auth)
+        assert after.status_code == 409 and after.json()["error"]["code"] == "session_ended"
         with pytest.raises(Conflict) as refused:  # a consent that was on its way meanwhile
             await branch.app.state.branch.sessions.update(c.session_id, "consent", "customer", {"face": True},
                                                           {"consent": {"face": True}}, while_live=True)

@@ -72,6 +72,29 @@ async def test_invalid_json(server, greeted_customer):
     await _still_serving(server, greeted_customer)
 
 
+@pytest.mark.parametrize("frame, why", [
+    ('{"type": "ping", "x": ' + "[" * 20000 + "]" * 20000 + "}", "nests deeper"),  # past the parser's recursion
+    ('{"type": "ping", "x": ' + "[" * 17 + "]" * 17 + "}", "nests deeper"),  # past the protocol's depth
+    ('{"type": "consent", "recording": true, "face": true, "location": {"lat": NaN, "lon": 1}}', "not JSON"),
+    ('{"type": "consent", "recording": true, "face": true, "location": {"lat": 1, "lon": -Infinity}}', "not JSON"),
+    ('{"type": "consent", "recording": true, "face": true, "location": {"lat": 1, "lon": 1, "accuracy_m": 1e999}}',
+     "out of range"),
+    ('{"type": "ping", "id": 1180591620717411303424}', "out of range"),  # 2**70: no database holds it
+])
+async def test_strict_json_only(server, greeted_customer, frame, why):
+    """What is accepted is what evidence can store and export as JSON: a clear error, the socket stays."""
+    reply = await _expect_error(greeted_customer, frame, "invalid_json")
+    assert why in reply["message"]
+    await _still_serving(server, greeted_customer)
+
+
+async def test_a_reply_echoing_a_lone_surrogate_is_still_sent(server, greeted_customer):
+    await greeted_customer.send('{"type": "ping", "id": "\\ud800"}')  # not text an id can be
+    reply = await greeted_customer.recv_type("error")
+    assert reply["code"] == "invalid_field" and reply["ref"] == "\ud800"
+    await _still_serving(server, greeted_customer)
+
+
 async def test_not_an_object(server, greeted_customer):
     await _expect_error(greeted_customer, "[1, 2]", "invalid_message")
     await _still_serving(server, greeted_customer)

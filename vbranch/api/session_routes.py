@@ -84,9 +84,8 @@ async def get_timeline(sess: VisibleSession, staff: StaffDep, rt: RuntimeDep, db
             dependencies=[require_roles(Role.AGENT, Role.SUPERVISOR, Role.ADMIN)])
 async def put_reference_photo(sess: VisibleSession, body: ReferencePhotoIn, staff: StaffDep,
                               sessions: SessionsDep) -> dict:
-    """Replace the reference photo, e.g. with the customer's ID scanned during the call (the handling agent)."""
-    if sess.state in ("completed", "abandoned", "failed"):
-        raise ApiError(409, "invalid_state", f"the session is {sess.state}")
+    """Replace the reference photo, e.g. with the customer's ID scanned during the call (the handling agent);
+    409 ``session_ended`` once the call has ended (its evidence is sealed)."""
     digest = await sessions.replace_reference_photo(sess.id, body.photo, staff.username)
     return {"session_id": sess.id, "sha256": digest}
 

@@ -97,23 +97,27 @@ class SessionService:
         return sess, token
 
     async def replace_reference_photo(self, session_id: str, photo_b64: str, actor: str) -> str:
-        """A new reference photo for a session (e.g. the agent scanned the customer's ID)."""
+        """A new reference photo for a session (e.g. the agent scanned the customer's ID); once the call
+        or visit has ended its evidence is sealed, and the photo is refused (Conflict ``session_ended``)."""
         raw, ctype = decode_photo(photo_b64, self.rt.settings.max_reference_photo_bytes)
         await check_reference_face(self.rt, raw)
         digest = hashlib.sha256(raw).hexdigest()
-        now = self.rt.clock.now()
-        async with self.rt.db.session() as db:
-            row = await Sessions(db).reference_photo(session_id)
-            if row is None:
-                row = ReferencePhoto(session_id=session_id, content_type=ctype, data=raw, sha256=digest,
-                                     created_at=now)
-            else:
-                row.content_type, row.data, row.sha256, row.created_at = ctype, raw, digest, now
-            db.add(row)
-            await db.commit()
-        await self.rt.journal.record(session_id, "reference_photo.replaced", actor, {"sha256": digest})
-        if session_id in self._known:
-            self._photo_sha256[session_id] = digest
+        async with self._locks.setdefault(session_id, asyncio.Lock()):  # not interleaved with the end's move
+            if (await self._current(session_id)).state in ENDED:
+                raise Conflict("session_ended", "the session has ended: its evidence is sealed")
+            now = self.rt.clock.now()
+            async with self.rt.db.session() as db:
+                row = await Sessions(db).reference_photo(session_id)
+                if row is None:
+                    row = ReferencePhoto(session_id=session_id, content_type=ctype, data=raw, sha256=digest,
+                                         created_at=now)
+                else:
+                    row.content_type, row.data, row.sha256, row.created_at = ctype, raw, digest, now
+                db.add(row)
+                await db.commit()
+            await self.rt.journal.record(session_id, "reference_photo.replaced", actor, {"sha256": digest})
+            if session_id in self._known:
+                self._photo_sha256[session_id] = digest
         await self.rt.journal.audit(actor, "session.reference_photo", session_id, {"sha256": digest})
         return digest
 
