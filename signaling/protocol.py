@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from vbranch.domain.limits import INT_MAX
+
 MessageId = Annotated[str, Field(max_length=64)] | Annotated[int, Field(ge=0)]
 SessionId = Annotated[str, Field(min_length=1, max_length=32)]
 Sdp = Annotated[str, Field(min_length=1, max_length=32 * 1024)]
@@ -25,7 +27,7 @@ class _Msg(BaseModel):
 
 class Hello(_Msg):
     type: Literal["hello"]
-    resume_token: Annotated[str, Field(max_length=128)] | None = None
+    resume_token: Annotated[str, Field(max_length=128, pattern=r"^[\x21-\x7e]*$")] | None = None  # ASCII
 
 
 class Ping(_Msg):
@@ -152,12 +154,11 @@ class ProtocolError(Exception):
 
 
 MAX_DEPTH = 16  # no message nests deeper than a few levels (a candidate in a message)
-MAX_INT = 2**63 - 1  # what the database's integers hold
 
 
 def _int(text: str) -> int:
     value = int(text)
-    if not -MAX_INT <= value <= MAX_INT:
+    if not -INT_MAX <= value <= INT_MAX:
         raise ValueError("integer out of range")
     return value
 

@@ -252,3 +252,19 @@ async def test_concurrent_account_creation_and_logins_all_succeed(any_db_server)
         audit = (await h.get("/api/v1/audit", headers=bearer(admin), params={"limit": 200})).json()
     creates = [row for row in audit if row["action"] == "admin.account_create"]
     assert {row["detail"]["account"] for row in creates} >= {f"burst{i}" for i in range(16)}
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/v1/sessions?offset=1180591620717411303424"),  # 2**70
+    ("GET", "/api/v1/sessions?since=nan"),
+    ("GET", "/api/v1/sessions?until=inf"),
+    ("PATCH", "/api/v1/admin/agents/1180591620717411303424"),
+    ("GET", "/api/v1/recordings/1180591620717411303424/media?token=x"),
+])
+async def test_numbers_no_database_holds_are_422_in_the_error_shape(any_db_server, method, path):
+    admin = await any_db_server.login("admin")
+    async with any_db_server.http() as h:
+        r = await h.request(method, path, headers={"Authorization": f"Bearer {admin}"},
+                            json={"display_name": "x"} if method == "PATCH" else None)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "invalid_request" and r.json()["error"]["message"]

@@ -310,3 +310,11 @@ async def test_consent_is_recorded_on_the_timeline(server):
                               headers={"Authorization": f"Bearer {token}"})).json()
     assert [e["kind"] for e in events] == ["session.created", "consent"]
     assert events[1]["data"]["face"] is True
+
+
+async def test_a_resume_token_that_is_not_ascii_is_a_field_error(server):
+    created = await server.create_session()
+    async with server.connect(created["join_token"]) as c:
+        reply = await c.request({"type": "hello", "resume_token": "résumé-令牌"})
+        assert reply["type"] == "error" and reply["code"] == "invalid_field", reply
+        assert (await c.request({"type": "hello"}))["type"] == "welcome"

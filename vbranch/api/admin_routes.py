@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.api.schemas import (
+    RowId,
     AgentIn,
     AgentOut,
     AgentPatch,
@@ -60,7 +61,7 @@ async def create_agent(body: AgentIn, staff: StaffDep, rt: RuntimeDep, db: DbDep
 
 
 @router.patch("/agents/{account_id}", response_model=AgentOut)
-async def update_agent(account_id: int, body: AgentPatch, staff: StaffDep, rt: RuntimeDep, db: DbDep,
+async def update_agent(account_id: RowId, body: AgentPatch, staff: StaffDep, rt: RuntimeDep, db: DbDep,
                        request: Request) -> AgentOut:
     accounts = Accounts(db)
     account = await accounts.get(account_id)

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from recordings.playback import ensure_playable, needs_copy
 from recordings.storage import RecordingStorage, StorageError, byte_range
+from vbranch.api.schemas import RowId
 from vbranch.api.deps import DbDep, RuntimeDep, StaffDep, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.clock import utc
@@ -83,7 +84,7 @@ async def list_recordings(session_id: str, staff: StaffDep, rt: RuntimeDep, db: 
 
 
 @router.get("/recordings/{recording_id}/media")
-async def recording_media(recording_id: int, rt: RuntimeDep, db: DbDep,
+async def recording_media(recording_id: RowId, rt: RuntimeDep, db: DbDep,
                           token: Annotated[str, Query(min_length=1)],
                           range_: Annotated[str | None, Header(alias="Range")] = None) -> Response:
     rec_id, account_id = rt.tokens.decode_media(token)

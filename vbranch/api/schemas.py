@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from vbranch.clock import utc
 from vbranch.db.models import CustomerSession, Service, TimelineEvent
+from vbranch.domain.limits import INT_MAX
 from vbranch.domain.service_rules import QUEUE_SETTINGS, QueueDefaults, effective_settings
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -18,6 +20,9 @@ AgingRate = Annotated[float, Field(ge=0, le=60, strict=True, allow_inf_nan=False
 Seconds = Annotated[float, Field(ge=0, le=3600, strict=True, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600, strict=True, allow_inf_nan=False)]
 OfferSeconds = Annotated[float, Field(gt=0, le=300, strict=True, allow_inf_nan=False)]
+
+# a row's id in a path: a number the database can hold, else 422 (never a 500 from the driver)
+RowId = Annotated[int, Path(ge=1, le=INT_MAX)]
 
 
 class _In(BaseModel):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from vbranch.api.deps import DbDep, RuntimeDep, SessionsDep, StaffDep, is_valid_api_key, require_roles
 from vbranch.api.errors import ApiError
 from vbranch.api.schemas import ReferencePhotoIn, SessionCreateIn, SessionCreateOut, SessionOut, SessionPage, TimelineEventOut
+from vbranch.domain.limits import INT_MAX
 from vbranch.auth import StaffClaims
 from vbranch.clock import utc
 from vbranch.db.models import CustomerSession
@@ -59,9 +60,10 @@ VisibleSession = Annotated[CustomerSession, Depends(visible_session)]
 
 @router.get("/sessions", response_model=SessionPage)
 async def list_sessions(staff: StaffDep, db: DbDep, service: str | None = None, state: str | None = None,
-                        since: float | None = None, until: float | None = None,
+                        since: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+                        until: Annotated[float | None, Query(allow_inf_nan=False)] = None,
                         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                        offset: Annotated[int, Query(ge=0)] = 0) -> SessionPage:
+                        offset: Annotated[int, Query(ge=0, le=INT_MAX)] = 0) -> SessionPage:
     agent_id = staff.account_id if staff.role == Role.AGENT else None
     items, total = await Sessions(db).search(service=service, state=state, agent_id=agent_id, since=since,
                                              until=until, limit=limit, offset=offset)
