@@ -134,7 +134,6 @@ async def _dispatch(conn: Connection, text: str, handler: Handler, rt: Runtime,
     try:
         raw = decode_frame(text)
     except ProtocolError as exc:
-        exc.ref = _ref_of(text)
         return exc
     try:
         message = parse_client_message(raw)

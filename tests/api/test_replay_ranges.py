@@ -127,19 +127,38 @@ async def test_each_media_token_is_audited_once_whatever_its_ranges(srv):
     assert len({r["detail"]["media_token_sha256"] for r in replays}) == 4
 
 
-def test_the_ledger_forgets_a_token_once_it_has_expired():
+async def test_the_ledger_audits_each_token_once_and_every_request_waits_for_it():
+    import asyncio
+
     from vbranch.clock import FakeClock
     from vbranch.evidence.replays import ReplayLedger
 
     clock = FakeClock(1000.0)
     ledger = ReplayLedger(clock, token_ttl_s=900)
-    first = ledger.claim("token-a")
-    assert first and ledger.claim("token-a") is None
-    ledger.release(first)  # its audit failed: the next request audits
-    assert ledger.claim("token-a") == first
+    audits: list[str] = []
+    release = asyncio.Event()
+    failing = [True]
+
+    async def audit(digest: str) -> None:
+        await release.wait()
+        if failing[0]:
+            raise RuntimeError("the journal is away")
+        audits.append(digest)
+
+    # two requests with a new token: one audit, and neither goes on before it is written
+    first = [asyncio.create_task(ledger.audited("token-a", audit)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert not any(t.done() for t in first)
+    release.set()
+    results = await asyncio.gather(*first, return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)  # the audit failed: so did both requests
+    failing[0] = False
+    await ledger.audited("token-a", audit)  # the next request audits instead
+    await ledger.audited("token-a", audit)  # a seek: nothing more
+    assert audits == [ledger.digest("token-a")]
     clock.advance(901)
-    assert ledger.claim("token-b") is not None
-    assert ledger._first_use.keys() == {ledger.digest("token-b")}  # token-a could not be valid any more
+    await ledger.audited("token-b", audit)
+    assert list(ledger._audits) == [ledger.digest("token-b")]  # token-a could not be valid any more
 
 
 async def test_missing_and_purged_files_are_404(srv):

@@ -104,15 +104,13 @@ async def recording_media(recording_id: RowId, rt: RuntimeDep, db: DbDep,
     if needs_copy(rec.container, rec.video_codec):  # H.264: an MP4 copy, stream-copied once
         key = await asyncio.get_running_loop().run_in_executor(None, ensure_playable, storage, rec.storage_key)
         media_type = "video/mp4"
-    first_use = rt.replays.claim(token)
-    if first_use is not None:  # once per media token, whatever range comes first: no byte goes unaudited
-        try:
-            await rt.journal.audit(account.username, "recording.replay", rec.session_id,
-                                   {"recording_id": rec.id, "party": rec.party, "media_token_sha256": first_use,
-                                    "range": range_})
-        except BaseException:
-            rt.replays.release(first_use)
-            raise
+    async def audit(token_sha256: str) -> None:
+        await rt.journal.audit(account.username, "recording.replay", rec.session_id,
+                               {"recording_id": rec.id, "party": rec.party, "media_token_sha256": token_sha256,
+                                "range": range_})
+
+    # once per media token, whatever range comes first; every request waits for it: no byte goes unaudited
+    await rt.replays.audited(token, audit)
     try:
         return await media_response(storage, key, range_, media_type)
     except StorageError:  # purged or removed since the check above
