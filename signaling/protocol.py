@@ -156,22 +156,26 @@ class ProtocolError(Exception):
 MAX_DEPTH = 16  # no message nests deeper than a few levels (a candidate in a message)
 
 
+class _Refused(ValueError):
+    """Valid to Python's parser, not to the protocol (the message says why)."""
+
+
 def _int(text: str) -> int:
     value = int(text)
     if not -INT_MAX <= value <= INT_MAX:
-        raise ValueError("integer out of range")
+        raise _Refused("integer out of range")
     return value
 
 
 def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e999 overflows to infinity
-        raise ValueError("number out of range")
+        raise _Refused("number out of range")
     return value
 
 
 def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise _Refused(f"{name} is not JSON")
 
 
 def _depth(value: Any) -> int:
@@ -194,9 +198,10 @@ def decode_frame(text: str) -> Any:
         raw = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except RecursionError:
         raise ProtocolError("invalid_json", f"the frame nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        reason = str(exc) if "range" in str(exc) or "not JSON" in str(exc) else "the frame is not valid JSON"
-        raise ProtocolError("invalid_json", reason[:200]) from None
+    except _Refused as exc:
+        raise ProtocolError("invalid_json", str(exc)) from None
+    except ValueError:
+        raise ProtocolError("invalid_json", "the frame is not valid JSON") from None
     if _depth(raw) > MAX_DEPTH:
         raise ProtocolError("invalid_json", f"the frame nests deeper than {MAX_DEPTH} levels")
     return raw

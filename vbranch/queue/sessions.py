@@ -103,8 +103,7 @@ class SessionService:
         await check_reference_face(self.rt, raw)
         digest = hashlib.sha256(raw).hexdigest()
         async with self._locks.setdefault(session_id, asyncio.Lock()):  # not interleaved with the end's move
-            if (await self._current(session_id)).state in ENDED:
-                raise Conflict("session_ended", "the session has ended: its evidence is sealed")
+            await self._check_live(session_id)
             now = self.rt.clock.now()
             async with self.rt.db.session() as db:
                 row = await Sessions(db).reference_photo(session_id)
@@ -158,8 +157,8 @@ class SessionService:
         (what the customer says is sealed with the call, and does not change after it).
         """
         async with self._locks.setdefault(session_id, asyncio.Lock()):  # not interleaved with a move
-            if while_live and (await self._current(session_id)).state in ENDED:
-                raise Conflict("session_ended", "the session has ended: its evidence is sealed")
+            if while_live:
+                await self._check_live(session_id)
             await self.rt.journal.record(session_id, kind, actor, data, change=SessionUpdate(session_id, values))
             known = self._known.get(session_id)
             if known is not None:
@@ -206,6 +205,11 @@ class SessionService:
             if sess is None:
                 raise NotFound("not_found", "no such session")
         return sess
+
+    async def _check_live(self, session_id: str) -> None:
+        """Conflict ``session_ended`` once the call or visit has ended (the caller holds its lock)."""
+        if (await self._current(session_id)).state in ENDED:
+            raise Conflict("session_ended", "the session has ended: its evidence is sealed")
 
     async def record(self, session_id: str, kind: str, actor: str, data: dict[str, Any] | None = None) -> None:
         await self.rt.journal.record(session_id, kind, actor, data)
